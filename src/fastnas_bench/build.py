@@ -1,0 +1,249 @@
+"""The variant pipeline: spec → (train | load) → prune → fine-tune → metrics → cached entry.
+
+Every step uses the libraries' own machinery: Ultralytics' trainer, validator, FLOPs counter and
+exporter, and modelopt for the pruning. A pruned network is handed to the trainer as a module so
+it is fine-tuned as is; the stock ``YOLO.train()`` would rebuild it from the YAML and silently
+drop every weight whose shape changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fastnas_bench.cache import ArtifactCache
+from fastnas_bench.data import GENERATED_PREFIX, GeneratedDataConfig, generate_dataset, validate_data_yaml
+from fastnas_bench.errors import BadInputError
+from fastnas_bench.spec import VariantSpec, package_version
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.pt"
+REPORT_IMGSZ = 640  # FLOPs are reported at 640 px, the way the reference table does
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A built variant: its spec, its cache entry and the metadata measured at build time."""
+
+    spec: VariantSpec
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def weights(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def gflops(self) -> float:
+        return float(self.meta["gflops"])
+
+    @property
+    def params(self) -> int:
+        return int(self.meta["params"])
+
+    @property
+    def map50_95(self) -> float:
+        return float(self.meta["map50_95"])
+
+    @property
+    def recall(self) -> float:
+        return float(self.meta["recall"])
+
+
+def resolve_data(data: str, cache: ArtifactCache, seed: int = 0) -> Path | str:
+    """A local path for the generated dataset or a local YAML; Ultralytics names pass through.
+
+    Names without a path that Ultralytics knows (``coco128.yaml``) are returned unchanged so that
+    Ultralytics resolves, and when online downloads, them.
+    """
+    if data == GENERATED_PREFIX:
+        return generate_dataset(cache.root / "datasets", GeneratedDataConfig(seed=seed))
+    path = Path(data).expanduser()
+    if path.suffix not in {".yaml", ".yml"}:
+        raise BadInputError(f"data {data!r} must be a dataset YAML or {GENERATED_PREFIX!r}")
+    if path.parent != Path(".") or path.exists():
+        return validate_data_yaml(path)
+    return data
+
+
+def _resolve_weights(weights: str) -> str:
+    path = Path(weights).expanduser()
+    if path.parent != Path(".") or path.exists():
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise BadInputError(f"weights file {weights} is not a readable file")
+        return str(path)
+    return weights  # an Ultralytics asset name, downloaded by Ultralytics when online
+
+
+def load_model(weights: Path | str) -> torch.nn.Module:
+    """The float32 CPU DetectionModel stored in an Ultralytics checkpoint."""
+    from ultralytics.nn.tasks import load_checkpoint
+
+    try:
+        model, _ = load_checkpoint(str(weights), device="cpu")
+    except (OSError, RuntimeError, EOFError, KeyError, AttributeError) as e:
+        raise BadInputError(f"weights {weights} could not be loaded: {type(e).__name__}: {e}") from None
+    return model.float().eval()
+
+
+def model_gflops(model: torch.nn.Module, imgsz: int = REPORT_IMGSZ) -> float:
+    """GFLOPs at ``imgsz`` by Ultralytics' counter; raises rather than report a 0 it failed to count."""
+    from ultralytics.utils.torch_utils import get_flops
+
+    gflops = float(get_flops(model, imgsz))
+    if gflops <= 0:
+        raise RuntimeError(f"Ultralytics could not count the FLOPs of {type(model).__name__}")
+    return gflops
+
+
+def model_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@contextlib.contextmanager
+def _build_log(path: Path) -> Iterator[None]:
+    """Copy Ultralytics' and this package's log records into the entry's ``logs/build.log``."""
+    from ultralytics.utils import LOGGER
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    loggers = [LOGGER, logging.getLogger("fastnas_bench")]
+    for lg in loggers:
+        lg.addHandler(handler)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeHandler(handler)
+        handler.close()
+
+
+def _train_args(spec: VariantSpec, data: Path | str, device: str, run_dir: Path, epochs: int) -> dict[str, Any]:
+    return {
+        "data": str(data),
+        "imgsz": spec.imgsz,
+        "epochs": epochs,
+        "batch": spec.batch,
+        "seed": spec.seed,
+        "deterministic": True,
+        "device": device,
+        "workers": 0 if device == "cpu" else 8,
+        "project": str(run_dir.parent),
+        "name": run_dir.name,
+        "exist_ok": True,
+        "plots": False,
+        "val": True,
+        "amp": device != "cpu",
+        "verbose": False,
+    }
+
+
+def _finetune(model: torch.nn.Module, spec: VariantSpec, data: Path | str, device: str, run_dir: Path) -> Path:
+    """Fine-tune ``model`` as is (no YAML rebuild) with Ultralytics' trainer; returns best.pt."""
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    args = _train_args(spec, data, device, run_dir, spec.finetune_epochs)
+    args["model"] = f"{spec.model}.yaml"  # required by the trainer's config; never built (see below)
+    trainer = DetectionTrainer(overrides=args)
+    # A module already in place makes the trainer skip building from the YAML.
+    trainer.model = model.float().train()
+    trainer.train()
+    return run_dir / "weights" / "best.pt"
+
+
+def _train_baseline(spec: VariantSpec, data: Path | str, device: str, run_dir: Path) -> Path:
+    from ultralytics import YOLO
+
+    if spec.weights is not None:
+        model = YOLO(_resolve_weights(spec.weights))
+        if spec.epochs == 0:
+            return Path(model.ckpt_path)
+    else:
+        model = YOLO(f"{spec.model}.yaml")
+    model.train(**_train_args(spec, data, device, run_dir, spec.epochs))
+    return run_dir / "weights" / "best.pt"
+
+
+def _validate(weights: Path, spec: VariantSpec, data: Path | str, device: str, out_dir: Path) -> dict[str, float]:
+    from ultralytics import YOLO
+
+    metrics = YOLO(str(weights)).val(
+        data=str(data), imgsz=spec.imgsz, batch=16, split="val", device=device, plots=False,
+        verbose=False, project=str(out_dir.parent), name=out_dir.name, exist_ok=True,
+    )
+    box = metrics.box
+    return {"map50_95": float(box.map), "map50": float(box.map50), "precision": float(box.mp), "recall": float(box.mr)}
+
+
+def _describe(model: torch.nn.Module) -> dict[str, Any]:
+    return {
+        "params": model_params(model),
+        "gflops": round(model_gflops(model), 3),
+        "conv_out_channels": [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)],
+    }
+
+
+def build_variant(
+    spec: VariantSpec, cache: ArtifactCache, device: str = "cpu", *, rebuild: bool = False
+) -> Variant:
+    """Build (or read from cache) the variant described by ``spec``.
+
+    A pruned variant first builds its baseline (also cached) and prunes a copy of it.
+
+    Args:
+        spec: The variant to build.
+        cache: Artifact cache holding the entry.
+        device: ``cpu`` or ``cuda[:N]``.
+        rebuild: Rebuild this entry even if cached (``--rebuild-variants``).
+    """
+    data = resolve_data(spec.data, cache, spec.seed)
+    baseline = None if spec.method == "baseline" else build_variant(spec.baseline(), cache, device, rebuild=rebuild)
+
+    def builder(tmp: Path) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "spec": spec.to_dict(),
+            "versions": {p: package_version(p) for p in ("torch", "ultralytics", "nvidia-modelopt")},
+            "device": device,
+        }
+        with _build_log(tmp / "logs" / "build.log"):
+            if baseline is None:
+                best = _train_baseline(spec, data, device, tmp / "train")
+            else:
+                from fastnas_bench.methods import PruneContext, get_method
+                from fastnas_bench.methods.fastnas import search_dir_for
+
+                ctx = PruneContext(
+                    spec=spec, data_yaml=Path(data), device=device, work_dir=tmp / "work",
+                    search_dir=search_dir_for(cache.root, baseline.meta["files"][MODEL_FILE], spec.channel_divisor, spec.imgsz),
+                )
+                pruned = get_method(spec.method).prune(load_model(baseline.weights), ctx)
+                meta["pruned_before_finetune"] = _describe(pruned)
+                best = _finetune(pruned, spec, data, device, tmp / "train")
+            shutil.copyfile(best, tmp / MODEL_FILE)
+            meta.update(_describe(load_model(tmp / MODEL_FILE)))
+            meta.update(_validate(tmp / MODEL_FILE, spec, data, device, tmp / "val"))
+            if baseline is not None:
+                meta["flops_ratio"] = round(meta["gflops"] / baseline.gflops, 4)
+                meta["baseline_key"] = baseline.meta["key"]
+        # Keep logs and the training curve; drop the trainer's duplicate weights.
+        for scratch in ("train/weights", "work", "val"):
+            shutil.rmtree(tmp / scratch, ignore_errors=True)
+        return meta
+
+    key = spec.key()
+    meta = cache.get_or_build(key, builder, rebuild=rebuild)
+    return Variant(spec=spec, path=cache.path(key), meta=meta)

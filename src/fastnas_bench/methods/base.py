@@ -1,0 +1,72 @@
+"""The pruning-method interface and its registry.
+
+A method turns a trained baseline DetectionModel into a smaller plain ``nn.Module`` (no modelopt
+dynamic modules left) under a FLOPs target. Fine-tuning, metrics and caching are the pipeline's
+job, so a method is only the structural change itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from ultralytics.nn.tasks import DetectionModel
+
+from fastnas_bench.spec import VariantSpec
+
+_REGISTRY: dict[str, type[PruneMethod]] = {}
+_M = TypeVar("_M", bound="type[PruneMethod]")
+
+
+@dataclass(frozen=True)
+class PruneContext:
+    """What a method may use besides the model.
+
+    Attributes:
+        spec: The pruned variant's spec (FLOPs target, divisor, imgsz, ...).
+        data_yaml: Resolved dataset YAML for calibration and scoring.
+        device: Torch device string.
+        search_dir: Persistent directory for resumable search state shared across targets.
+        work_dir: Scratch directory inside the entry being built (logs, validator output).
+    """
+
+    spec: VariantSpec
+    data_yaml: Path
+    device: str
+    search_dir: Path
+    work_dir: Path
+
+
+class PruneMethod(ABC):
+    """Base class of pruning methods."""
+
+    name: str
+
+    @abstractmethod
+    def prune(self, model: DetectionModel, ctx: PruneContext) -> DetectionModel:
+        """Return the pruned model (may modify ``model`` in place).
+
+        The result must be a plain Ultralytics-compatible DetectionModel whose forward and
+        ``fuse()`` work, so the trainer, validator and exporter accept it unchanged.
+        """
+
+
+def register(name: str):  # type: ignore[no-untyped-def]
+    """Class decorator adding a method to the registry under ``name``."""
+
+    def wrap(cls: _M) -> _M:
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def get_method(name: str) -> PruneMethod:
+    """Instantiate the registered method ``name`` (its module is imported on first use)."""
+    if name not in _REGISTRY:
+        importlib.import_module(f"fastnas_bench.methods.{name}")
+    return _REGISTRY[name]()

@@ -1,0 +1,169 @@
+"""FastNAS structured pruning with ``modelopt.torch.prune`` (mode ``fastnas``).
+
+The baseline is re-classed as :class:`~fastnas_bench.traceable.TraceableDetectionModel` so the
+tracer sees the real graph, converted to a search space (Detect head frozen), and searched under a
+FLOPs constraint. The score of a candidate is Ultralytics' own validation mAP50-95 on the val
+split; modelopt recalibrates BatchNorm statistics per candidate from a queue of 50 training
+batches. The search checkpoint keeps the sensitivity map, so other FLOPs targets for the same
+baseline reuse it without new score calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock
+from torch import nn
+from ultralytics.nn.tasks import DetectionModel
+
+from fastnas_bench.methods.base import PruneContext, PruneMethod, register
+from fastnas_bench.traceable import make_traceable
+
+log = logging.getLogger(__name__)
+
+# modelopt fills its BatchNorm calibration queue only up to this many batches and recalibrates a
+# candidate only when the queue is full; fewer batches would silently keep stale statistics.
+CALIB_BATCHES = 50
+CALIB_BATCH_SIZE = 2
+# The Detect head's output widths are fixed by the number of classes and the DFL bins.
+FROZEN_MODULES = "*model.22.*"
+
+
+class _UnfusedView(nn.Module):
+    """Validator-facing view of a search-space model.
+
+    Ultralytics' AutoBackend calls ``fuse()`` on anything that has it, which folds BatchNorm into
+    the convolutions and destroys the search space. This view exposes what the validator reads
+    (``stride``, ``names``) but no ``fuse``.
+    """
+
+    def __init__(self, model: DetectionModel) -> None:
+        super().__init__()
+        self.inner = model
+        self.stride = model.stride
+        self.names = model.names
+
+    def forward(self, x: torch.Tensor, **_: Any) -> Any:
+        return self.inner(x)
+
+
+def _calibration_batches(ctx: PruneContext) -> list[torch.Tensor]:
+    """``CALIB_BATCHES`` letterboxed training batches (cycled if the split is small)."""
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_dataloader, build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+
+    data = check_det_dataset(str(ctx.data_yaml))
+    cfg = get_cfg(overrides={"imgsz": ctx.spec.imgsz, "data": str(ctx.data_yaml), "seed": ctx.spec.seed})
+    dataset = build_yolo_dataset(cfg, data["train"], CALIB_BATCH_SIZE, data, mode="val")
+    loader = build_dataloader(dataset, CALIB_BATCH_SIZE, workers=0, shuffle=False)
+    batches: list[torch.Tensor] = []
+    while len(batches) < CALIB_BATCHES:
+        for batch in loader:
+            batches.append(batch["img"].float().div_(255).to(ctx.device))
+            if len(batches) == CALIB_BATCHES:
+                break
+    return batches
+
+
+class _MapScore:
+    """FastNAS score: validation mAP50-95 from one reused Ultralytics validator."""
+
+    def __init__(self, ctx: PruneContext) -> None:
+        from ultralytics.models.yolo.detect import DetectionValidator
+
+        self.calls = 0
+        self.validator = DetectionValidator(
+            save_dir=ctx.work_dir / "search-val",
+            args={
+                "data": str(ctx.data_yaml),
+                "imgsz": ctx.spec.imgsz,
+                "batch": 16,
+                "split": "val",
+                "device": ctx.device,
+                "plots": False,
+                "verbose": False,
+                "half": False,
+            },
+        )
+
+    def __call__(self, model: nn.Module) -> float:
+        self.calls += 1
+        stats = self.validator(model=_UnfusedView(model))  # type: ignore[arg-type]
+        return float(stats["metrics/mAP50-95(B)"])
+
+
+@register("fastnas")
+class FastNAS(PruneMethod):
+    """modelopt FastNAS under a FLOPs constraint, scored by validation mAP50-95."""
+
+    def prune(self, model: DetectionModel, ctx: PruneContext) -> DetectionModel:
+        import modelopt.torch.nas as mtn
+        import modelopt.torch.prune as mtp
+
+        spec = ctx.spec
+        assert spec.flops_target is not None  # guaranteed by VariantSpec
+        model = make_traceable(copy.deepcopy(model)).float().to(ctx.device)
+
+        config = mtp.fastnas.FastNASConfig()
+        config["nn.Conv2d"][FROZEN_MODULES] = None
+        config["nn.BatchNorm2d"][FROZEN_MODULES] = None
+        config["nn.Conv2d"]["*"]["channel_divisor"] = spec.channel_divisor
+        config["nn.BatchNorm2d"]["*"]["feature_divisor"] = spec.channel_divisor
+
+        score = _MapScore(ctx)
+        ctx.search_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint = ctx.search_dir / "fastnas_search.pth"
+        dummy_input = torch.zeros(1, 3, spec.imgsz, spec.imgsz, device=ctx.device)
+        # The checkpoint is shared by every FLOPs target of this baseline; one search at a time.
+        with FileLock(str(checkpoint) + ".lock"), _quiet_ultralytics():
+            pruned, _ = mtp.prune(
+                model=model,
+                mode=[("fastnas", config)],
+                constraints={"flops": f"{spec.flops_target * 100:.4f}%"},
+                dummy_input=dummy_input,
+                config={
+                    "data_loader": _calibration_batches(ctx),
+                    "collect_func": lambda batch: batch,
+                    "max_iter_data_loader": CALIB_BATCHES,
+                    "score_func": score,
+                    "checkpoint": str(checkpoint),
+                    "verbose": False,
+                },
+            )
+        log.info("FastNAS search made %d score calls", score.calls)
+        pruned = mtn.export(pruned) if _is_dynamic(pruned) else pruned
+        return pruned.cpu()
+
+
+def _is_dynamic(model: nn.Module) -> bool:
+    from modelopt.torch.opt.dynamic import DynamicModule
+
+    return any(isinstance(m, DynamicModule) for m in model.modules())
+
+
+@contextlib.contextmanager
+def _quiet_ultralytics():  # type: ignore[no-untyped-def]
+    """Silence the per-candidate validator chatter (hundreds of calls) for the search's duration."""
+    from ultralytics.utils import LOGGER
+
+    level = LOGGER.level
+    LOGGER.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(level)
+
+
+def search_dir_for(root: Path, baseline_sha256: str, channel_divisor: int, imgsz: int) -> Path:
+    """Directory whose search checkpoint all FLOPs targets of one baseline share.
+
+    Keyed by the baseline weights' checksum, so a rebuilt baseline never meets a stale
+    sensitivity map.
+    """
+    return root / "search" / f"fastnas-{baseline_sha256[:16]}-div{channel_divisor}-{imgsz}px"

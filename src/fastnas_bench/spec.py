@@ -1,0 +1,225 @@
+"""Frozen variant specs and the named profiles built from them.
+
+A :class:`VariantSpec` fully describes how one model variant is built. It is immutable and
+validated on construction; its :meth:`VariantSpec.key` (content hash plus the versions of the
+packages that shape the artifact) names the variant's cache entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Literal
+
+from fastnas_bench.data import GENERATED_PREFIX
+from fastnas_bench.errors import BadInputError
+
+MethodName = Literal["baseline", "fastnas"]
+METHODS: tuple[str, ...] = ("baseline", "fastnas")
+SCALES: tuple[str, ...] = ("n", "s", "m", "l", "x")
+
+# Packages whose version changes what a build produces; part of every cache key.
+_KEY_PACKAGES: tuple[str, ...] = ("torch", "ultralytics", "nvidia-modelopt")
+
+
+def package_version(name: str) -> str:
+    """Installed version of ``name`` or ``"absent"``."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def parse_flops_target(value: str | float) -> float:
+    """Parse a FLOPs target given as a fraction (``0.66``) or percentage (``66%``).
+
+    Raises:
+        BadInputError: unless the result lies strictly between 0 and 1.
+    """
+    text = str(value).strip()
+    try:
+        target = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise BadInputError(f"FLOPs target {value!r} is not a number") from None
+    if not (0.0 < target < 1.0) or math.isnan(target):
+        raise BadInputError(f"FLOPs target {value!r} must lie strictly between 0 and 1")
+    return target
+
+
+def parse_model(value: str) -> str:
+    """Normalise a model name (``n``, ``yolov8m``, ``yolov8m.pt``) to ``yolov8<scale>``.
+
+    Raises:
+        BadInputError: for an unknown scale.
+    """
+    match = re.fullmatch(r"(?:yolov8)?([a-z])(?:\.(?:pt|yaml))?", value.strip().lower())
+    if not match or match.group(1) not in SCALES:
+        raise BadInputError(f"unknown YOLOv8 model scale {value!r}; expected one of {', '.join(SCALES)}")
+    return f"yolov8{match.group(1)}"
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """Everything that determines one built variant.
+
+    Attributes:
+        model: ``yolov8<scale>``.
+        weights: Pretrained weights: a local ``.pt`` path, or an Ultralytics asset name such as
+            ``yolov8m.pt`` that Ultralytics downloads when online. ``None`` trains the baseline
+            from the model YAML for ``epochs``.
+        data: A dataset YAML (path or Ultralytics name like ``coco128.yaml``), or ``generated``
+            for the deterministic offline dataset.
+        imgsz: Train/validation/search image size in pixels.
+        epochs: Baseline training epochs when ``weights`` is ``None``.
+        batch: Training batch size.
+        seed: Seed for data generation and training.
+        method: ``baseline`` or a pruning method name.
+        flops_target: Upper bound on pruned/baseline FLOPs (pruning methods only).
+        finetune_epochs: Fine-tuning epochs after pruning.
+        channel_divisor: Channel-count granularity of the pruned widths.
+    """
+
+    model: str = "yolov8n"
+    weights: str | None = None
+    data: str = GENERATED_PREFIX
+    imgsz: int = 160
+    epochs: int = 60
+    batch: int = 16
+    seed: int = 0
+    method: MethodName = "baseline"
+    flops_target: float | None = None
+    finetune_epochs: int = 0
+    channel_divisor: int = 32
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model", parse_model(self.model))
+        if self.method not in METHODS:
+            raise BadInputError(f"unknown pruning method {self.method!r}; expected one of {', '.join(METHODS)}")
+        if self.imgsz < 32 or self.imgsz % 32:
+            raise BadInputError(f"imgsz {self.imgsz} must be a positive multiple of 32")
+        for name in ("epochs", "batch", "finetune_epochs", "channel_divisor"):
+            if getattr(self, name) < (0 if name == "finetune_epochs" else 1):
+                raise BadInputError(f"{name} {getattr(self, name)} is out of range")
+        if self.weights is None and self.epochs < 1:
+            raise BadInputError("epochs must be ≥ 1 when training the baseline from YAML")
+        if self.weights is not None and Path(self.weights).suffix != ".pt":
+            raise BadInputError(f"weights {self.weights!r} must be a .pt file")
+        if self.method == "baseline":
+            if self.flops_target is not None or self.finetune_epochs:
+                raise BadInputError("a baseline spec takes no flops_target or finetune_epochs")
+        elif self.flops_target is None:
+            raise BadInputError(f"method {self.method!r} needs a flops_target")
+        else:
+            object.__setattr__(self, "flops_target", parse_flops_target(self.flops_target))
+
+    @property
+    def name(self) -> str:
+        """Short label used in test ids, e.g. ``baseline`` or ``fastnas66``."""
+        if self.flops_target is None:
+            return self.method
+        return f"{self.method}{round(self.flops_target * 100)}"
+
+    def baseline(self) -> VariantSpec:
+        """The spec of the unpruned model this variant is derived from."""
+        return replace(self, method="baseline", flops_target=None, finetune_epochs=0)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-JSON form of the spec."""
+        return asdict(self)
+
+    def key(self) -> str:
+        """Content hash of the spec and the versions of the packages that shape the artifact."""
+        blob = json.dumps(
+            {"spec": self.to_dict(), "versions": {p: package_version(p) for p in _KEY_PACKAGES}},
+            sort_keys=True,
+        )
+        return f"{self.model}-{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named benchmark configuration: the variants to build plus the default bounds.
+
+    Attributes:
+        name: Profile name (``--profile``).
+        pruned: Spec of the pruned variant; its :meth:`VariantSpec.baseline` is the baseline.
+        device: ``cpu`` or ``cuda``.
+        bench_imgsz: Image size of the latency benchmarks in pixels.
+        batch_sizes: Batch sizes of the latency benchmarks.
+        min_speedup: Lower bound on baseline/pruned median latency, per backend.
+        max_map_drop: Upper bound on the mAP50-95 drop (absolute, baseline - pruned).
+        max_recall_drop: Upper bound on the recall drop (absolute).
+        description: One line for ``--help`` and the README.
+    """
+
+    name: str
+    pruned: VariantSpec
+    device: Literal["cpu", "cuda"]
+    bench_imgsz: int
+    batch_sizes: tuple[int, ...]
+    min_speedup: dict[str, float]
+    max_map_drop: float
+    max_recall_drop: float
+    description: str = ""
+    warmup_rounds: int = 5
+    rounds: int = 30
+
+    @property
+    def baseline(self) -> VariantSpec:
+        return self.pruned.baseline()
+
+
+PROFILES: dict[str, Profile] = {
+    profile.name: profile
+    for profile in (
+        Profile(
+            name="cpu",
+            description="offline CPU default: yolov8n trained on generated data at 160 px, FLOPs ≤ 66%",
+            pruned=VariantSpec(
+                model="yolov8n", imgsz=160, epochs=60, method="fastnas", flops_target=0.66,
+                finetune_epochs=30, channel_divisor=8,
+            ),
+            device="cpu",
+            bench_imgsz=640,
+            batch_sizes=(1,),
+            min_speedup={"pytorch": 1.1, "onnxruntime": 1.15, "tensorrt": 1.1},
+            max_map_drop=0.10,
+            max_recall_drop=0.10,
+        ),
+        Profile(
+            name="cpu-m",
+            description="yolov8m architecture on generated data at 128 px (CPU, shows the seed's FLOPs/params)",
+            pruned=VariantSpec(
+                model="yolov8m", imgsz=128, epochs=12, batch=16, method="fastnas", flops_target=0.66,
+                finetune_epochs=6, channel_divisor=32,
+            ),
+            device="cpu",
+            bench_imgsz=640,
+            batch_sizes=(1,),
+            min_speedup={"pytorch": 1.1, "onnxruntime": 1.1, "tensorrt": 1.1},
+            max_map_drop=0.15,
+            max_recall_drop=0.15,
+        ),
+        Profile(
+            name="paper",
+            description="the reference setup: yolov8m.pt, coco128, 640 px, FLOPs ≤ 66%, 50 fine-tune epochs (CUDA)",
+            pruned=VariantSpec(
+                model="yolov8m", weights="yolov8m.pt", data="coco128.yaml", imgsz=640, epochs=1,
+                method="fastnas", flops_target=0.66, finetune_epochs=50, channel_divisor=32,
+            ),
+            device="cuda",
+            bench_imgsz=640,
+            batch_sizes=(1, 8),
+            min_speedup={"pytorch": 1.1, "onnxruntime": 1.1, "tensorrt": 1.1},
+            max_map_drop=0.07,
+            max_recall_drop=0.05,
+            warmup_rounds=20,
+            rounds=200,
+        ),
+    )
+}
