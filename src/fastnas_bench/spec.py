@@ -126,7 +126,8 @@ class VariantSpec:
 
     def baseline(self) -> VariantSpec:
         """The spec of the unpruned model this variant is derived from."""
-        return replace(self, method="baseline", flops_target=None, finetune_epochs=0)
+        # Pruning-only fields are reset so every pruned variant of one baseline shares its entry.
+        return replace(self, method="baseline", flops_target=None, finetune_epochs=0, channel_divisor=VariantSpec.channel_divisor)
 
     def to_dict(self) -> dict[str, object]:
         """Plain-JSON form of the spec."""
@@ -182,7 +183,7 @@ PROFILES: dict[str, Profile] = {
             description="offline CPU default: yolov8n trained on generated data at 160 px, FLOPs ≤ 66%",
             pruned=VariantSpec(
                 model="yolov8n", imgsz=160, epochs=60, method="fastnas", flops_target=0.66,
-                finetune_epochs=30, channel_divisor=8,
+                finetune_epochs=30, channel_divisor=16,
             ),
             device="cpu",
             bench_imgsz=640,

@@ -1,0 +1,8 @@
+"""Every benchmark builds or trains models on first use."""
+
+import pytest
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.slow)

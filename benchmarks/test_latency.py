@@ -1,0 +1,30 @@
+"""Latency of every variant on every backend, timed by pytest-benchmark (saved, comparable runs)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastnas_bench.backends import BackendUnavailable
+from fastnas_bench.machine import gpu_state
+from fastnas_bench.measure import Measurer
+from fastnas_bench.settings import BackendTarget, BenchSettings
+
+
+def test_latency(benchmark, measurer: Measurer, bench_settings: BenchSettings, variant,
+                 target: BackendTarget, variant_name: str, batch_size: int) -> None:
+    benchmark.group = f"{target.id}-bs{batch_size}"
+    before = gpu_state() if bench_settings.device == "cuda" else None
+    try:
+        record = measurer.measure(target, variant_name, batch_size, benchmark=benchmark)
+    except BackendUnavailable as e:
+        pytest.skip(str(e))
+    v = variant(variant_name)
+    benchmark.extra_info.update(
+        record.summary.as_dict(),
+        variant=variant_name, backend=target.backend, precision=target.precision, batch=batch_size,
+        imgsz=bench_settings.profile.bench_imgsz, params=v.params, gflops=v.gflops,
+        map50_95=v.map50_95, recall=v.recall, output_rel_err=record.output_rel_err, runtime=record.backend_info,
+    )
+    if before is not None:
+        benchmark.extra_info.update(gpu_state_before=before, gpu_state_after=gpu_state())
+    assert record.summary.latency_p50_ms > 0

@@ -1,0 +1,181 @@
+"""The backend interface: load a variant, check its outputs, hand out a timed callable.
+
+The base class owns the shared work once: the correctness check against the PyTorch reference and
+the synchronised per-call runner. Subclasses implement three small hooks: ``_load``, ``_run``
+and (for asynchronous devices) ``_synchronize``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from fastnas_bench.cache import ArtifactCache
+
+Precision = Literal["fp32", "fp16"]
+Device = Literal["cpu", "cuda"]
+
+#: Every backend module, in the order tests are parametrized. Adding a backend = one module + name.
+BACKEND_NAMES: tuple[str, ...] = ("pytorch", "onnxruntime", "tensorrt")
+
+_REGISTRY: dict[str, type[Backend]] = {}
+
+#: Max |backend - reference| relative to max |reference| per precision.
+OUTPUT_RTOL: dict[str, float] = {"fp32": 1e-3, "fp16": 2e-2}
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot run here; the message names what is missing."""
+
+
+class OutputMismatch(AssertionError):
+    """A backend's outputs disagree with the PyTorch reference beyond tolerance."""
+
+
+@dataclass(frozen=True)
+class BackendRequest:
+    """What to load: artifacts plus the execution settings.
+
+    Attributes:
+        weights: Ultralytics checkpoint of the variant.
+        onnx: ONNX export matching ``batch`` and ``imgsz`` (for ONNX-based backends).
+        device: ``cpu`` or ``cuda``.
+        precision: ``fp32`` or ``fp16``.
+        batch: Batch size.
+        imgsz: Square input side in pixels.
+        threads: CPU intra-op threads (same for every backend, so the comparison is fair).
+        cache: Artifact cache for backend-built artifacts (TensorRT engines, timing caches).
+        cache_key: Key of the export the artifacts derive from (namespaces them in ``cache``).
+    """
+
+    weights: Path
+    onnx: Path | None
+    device: Device
+    precision: Precision
+    batch: int
+    imgsz: int
+    threads: int
+    cache: ArtifactCache | None = None
+    cache_key: str = ""
+
+
+def register(name: str) -> Callable[[type[Backend]], type[Backend]]:
+    """Class decorator adding a backend under ``name``."""
+
+    def wrap(cls: type[Backend]) -> type[Backend]:
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def get_backend_class(name: str) -> type[Backend]:
+    """The registered backend ``name``; imports its module on first use (heavy deps stay lazy)."""
+    if name not in BACKEND_NAMES:
+        raise KeyError(f"unknown backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}")
+    if name not in _REGISTRY:
+        importlib.import_module(f"fastnas_bench.backends.{name}")
+    return _REGISTRY[name]
+
+
+class Backend(ABC):
+    """One loaded model on one runtime, ready to be checked and timed."""
+
+    name: ClassVar[str]
+    #: Whether the backend needs ``BackendRequest.onnx``.
+    needs_onnx: ClassVar[bool] = False
+    #: Devices this backend can run on.
+    devices: ClassVar[tuple[Device, ...]] = ("cpu", "cuda")
+
+    def __init__(self, request: BackendRequest) -> None:
+        if request.device not in self.devices:
+            raise BackendUnavailable(f"{self.name} does not run on {request.device}")
+        if self.needs_onnx and request.onnx is None:
+            raise ValueError(f"{self.name} needs an ONNX export")
+        self.request = request
+        self._load()
+
+    @classmethod
+    def probe(cls, device: Device) -> str | None:
+        """Try the runtime for real on ``device``; return why it is unusable, or ``None``."""
+        return None
+
+    @abstractmethod
+    def _load(self) -> None:
+        """Load the model; raise :class:`BackendUnavailable` if the runtime is missing."""
+
+    @abstractmethod
+    def _set_input(self, images: np.ndarray) -> None:
+        """Place ``images`` (float32 NCHW in [0, 1]) where ``_run`` reads it (device, dtype)."""
+
+    @abstractmethod
+    def _run(self) -> None:
+        """Run one inference on the current input (may return before the device finishes)."""
+
+    @abstractmethod
+    def _output(self) -> np.ndarray:
+        """The primary output of the last run as float32 host array (boxes+scores tensor)."""
+
+    def _synchronize(self) -> None:
+        """Block until the device has finished the last run (no-op on CPU)."""
+
+    def infer(self, images: np.ndarray) -> np.ndarray:
+        """Run once on ``images`` and return the primary output on the host."""
+        self._set_input(images)
+        self._run()
+        self._synchronize()
+        return self._output()
+
+    def runner(self, images: np.ndarray) -> Callable[[], None]:
+        """A zero-argument callable that runs one synchronised inference, for the timer.
+
+        The input is placed once, outside the timed region; each call times compute only, and
+        returns only after the device has finished (so wall time is device time).
+        """
+        self._set_input(images)
+        run, sync = self._run, self._synchronize
+
+        def timed_call() -> None:
+            run()
+            sync()
+
+        return timed_call
+
+    def check_outputs(self, images: np.ndarray, reference: np.ndarray) -> float:
+        """Compare this backend's output with the PyTorch fp32 reference.
+
+        Returns:
+            The relative max error ``max|out - ref| / max|ref|``.
+
+        Raises:
+            OutputMismatch: if shapes differ or the error exceeds ``OUTPUT_RTOL[precision]``.
+        """
+        out = self.infer(images)
+        if out.shape != reference.shape:
+            raise OutputMismatch(f"{self.name}: output shape {out.shape} != reference {reference.shape}")
+        if not np.all(np.isfinite(out)):
+            raise OutputMismatch(f"{self.name}: non-finite values in the output")
+        rel_err = float(np.max(np.abs(out.astype(np.float64) - reference)) / (np.max(np.abs(reference)) + 1e-12))
+        tol = OUTPUT_RTOL[self.request.precision]
+        if rel_err > tol:
+            raise OutputMismatch(
+                f"{self.name} {self.request.precision}: relative max error {rel_err:.2e} > tolerance {tol:.0e}"
+            )
+        return rel_err
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about the runtime for ``extra_info`` (versions, providers, ...)."""
+        return {"backend": self.name, "precision": self.request.precision, "device": self.request.device}
+
+
+def sample_images(batch: int, imgsz: int, seed: int = 0) -> np.ndarray:
+    """A fixed float32 NCHW batch in [0, 1]; the same for every backend and variant."""
+    rng = np.random.default_rng(seed)
+    return rng.random((batch, 3, imgsz, imgsz), dtype=np.float32)

@@ -1,0 +1,128 @@
+"""One latency measurement: load a backend, check its outputs, time it, summarise.
+
+Independent of pytest fixtures so the harness can be tested with a fake backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastnas_bench.backends import Backend, BackendUnavailable, get_backend_class
+from fastnas_bench.backends.base import BackendRequest, sample_images
+from fastnas_bench.build import Variant
+from fastnas_bench.cache import ArtifactCache
+from fastnas_bench.settings import BackendTarget, BenchSettings
+from fastnas_bench.timing import LatencySummary, summarize_seconds
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LatencyRecord:
+    """The samples and summary of one (target, variant, batch) measurement."""
+
+    target: BackendTarget
+    variant: str
+    batch: int
+    samples_s: tuple[float, ...]
+    summary: LatencySummary
+    output_rel_err: float
+    backend_info: dict[str, Any] = field(default_factory=dict)
+
+
+def time_rounds(fn: Callable[[], None], warmup_rounds: int, rounds: int) -> list[float]:
+    """Per-call wall times in seconds after ``warmup_rounds`` untimed calls (perf_counter_ns)."""
+    for _ in range(warmup_rounds):
+        fn()
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter_ns()
+        fn()
+        samples.append((time.perf_counter_ns() - start) / 1e9)
+    return samples
+
+
+class Measurer:
+    """Measures and remembers latencies for one session.
+
+    Args:
+        settings: Session settings.
+        variant: Returns the built variant for a name (``baseline``, ``fastnas66``).
+        onnx: Returns the ONNX export of a variant at (imgsz, batch).
+        reference: Returns the PyTorch fp32 reference output for (weights, images).
+        cache: Artifact cache for backend artifacts.
+        backend_class: Looks up a backend class by name (a fake in the harness tests).
+    """
+
+    def __init__(
+        self,
+        settings: BenchSettings,
+        variant: Callable[[str], Variant],
+        onnx: Callable[[Variant, int, int], Path],
+        reference: Callable[[Path, Any], Any],
+        cache: ArtifactCache | None,
+        backend_class: Callable[[str], type[Backend]] = get_backend_class,
+    ) -> None:
+        self.settings = settings
+        self._variant = variant
+        self._onnx = onnx
+        self._reference = reference
+        self._cache = cache
+        self._backend_class = backend_class
+        self._probes: dict[str, str | None] = {}
+        self.records: dict[tuple[str, str, int], LatencyRecord] = {}
+
+    def unavailable_reason(self, target: BackendTarget) -> str | None:
+        """Why ``target`` cannot run here (probed once per session, for real), or ``None``."""
+        if target.backend not in self._probes:
+            cls = self._backend_class(target.backend)
+            self._probes[target.backend] = cls.probe(self.settings.device)  # type: ignore[arg-type]
+        return self._probes[target.backend]
+
+    def measure(self, target: BackendTarget, variant_name: str, batch: int, benchmark: Any | None = None) -> LatencyRecord:
+        """Measure (or, without ``benchmark``, reuse a measurement of) one combination.
+
+        With a pytest-benchmark fixture the timing goes through ``benchmark.pedantic`` so the run
+        is saved and comparable; without it (a check run on its own) the same rounds are timed
+        directly.
+
+        Raises:
+            BackendUnavailable: the backend cannot run here (the caller skips with the reason).
+            OutputMismatch: the backend's outputs disagree with the PyTorch reference.
+        """
+        key = (target.id, variant_name, batch)
+        if benchmark is None and key in self.records:
+            return self.records[key]
+        reason = self.unavailable_reason(target)
+        if reason:
+            raise BackendUnavailable(f"{target.backend} on {self.settings.device}: {reason}")
+        profile = self.settings.profile
+        variant = self._variant(variant_name)
+        cls = self._backend_class(target.backend)
+        onnx = self._onnx(variant, profile.bench_imgsz, batch) if cls.needs_onnx else None
+        request = BackendRequest(
+            weights=variant.weights, onnx=onnx, device=self.settings.device,  # type: ignore[arg-type]
+            precision=target.precision, batch=batch, imgsz=profile.bench_imgsz,  # type: ignore[arg-type]
+            threads=self.settings.threads, cache=self._cache,
+            cache_key=f"{variant.meta['key']}-{profile.bench_imgsz}px-bs{batch}",
+        )
+        backend = cls(request)
+        images = sample_images(batch, profile.bench_imgsz)
+        rel_err = backend.check_outputs(images, self._reference(variant.weights, images))
+        run = backend.runner(images)
+        if benchmark is not None:
+            benchmark.pedantic(run, rounds=profile.rounds, warmup_rounds=profile.warmup_rounds, iterations=1)
+            samples = list(benchmark.stats.stats.data)
+        else:
+            samples = time_rounds(run, profile.warmup_rounds, profile.rounds)
+        record = LatencyRecord(
+            target=target, variant=variant_name, batch=batch, samples_s=tuple(samples),
+            summary=summarize_seconds(samples), output_rel_err=rel_err, backend_info=backend.describe(),
+        )
+        self.records[key] = record
+        return record

@@ -1,0 +1,115 @@
+"""pytest plugin: the ``fastnas-bench`` option group, settings, parametrization and machine info.
+
+Hooks and options only; fixtures live in the project's ``fixtures/`` package and measurement in
+:mod:`fastnas_bench.measure`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from fastnas_bench.errors import BadInputError
+from fastnas_bench.settings import (
+    BenchSettings,
+    _arg_type,
+    parse_backends,
+    parse_batch_sizes,
+    parse_fraction,
+    parse_imgsz,
+    parse_positive_float,
+    parse_profile,
+)
+from fastnas_bench.spec import PROFILES, parse_flops_target, parse_model
+
+SETTINGS_KEY = pytest.StashKey[BenchSettings]()
+
+MARKERS = {
+    "gpu": "needs a CUDA GPU (selected by --gpu)",
+    "tensorrt": "needs TensorRT and a CUDA GPU",
+    "slow": "builds or trains models (minutes on a CPU)",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("fastnas-bench", "fastnas-bench: pruned-YOLOv8 latency benchmarks")
+    add = group.addoption
+    add("--gpu", action="store_true", help="run on CUDA with the 'paper' profile (YOLOv8m, COCO128, 640 px, TensorRT)")
+    add("--profile", type=_arg_type(parse_profile), default=None,
+        help=f"benchmark profile: {', '.join(f'{p.name} ({p.description})' for p in PROFILES.values())}")
+    add("--backends", type=_arg_type(parse_backends), default=None, help="comma-separated: pytorch,onnxruntime,tensorrt")
+    add("--flops-target", type=_arg_type(parse_flops_target), default=None,
+        help="pruned/baseline FLOPs upper bound, e.g. 0.66 or 66%%")
+    add("--min-speedup", type=_arg_type(parse_positive_float), default=None,
+        help="required baseline/pruned median latency ratio (overrides per-backend profile defaults)")
+    add("--max-map-drop", type=_arg_type(parse_fraction), default=None, help="allowed mAP50-95 drop (absolute)")
+    add("--max-recall-drop", type=_arg_type(parse_fraction), default=None, help="allowed recall drop (absolute)")
+    add("--batch-sizes", type=_arg_type(parse_batch_sizes), default=None, help="comma-separated batch sizes, e.g. 1,8")
+    add("--imgsz", type=_arg_type(parse_imgsz), default=None, help="benchmark input size in pixels")
+    add("--data", default=None, help="dataset YAML (e.g. coco128.yaml) or 'generated'")
+    add("--model", type=_arg_type(parse_model), default=None, help="YOLOv8 scale: n, s, m, l, x")
+    add("--weights", default=None, help="pretrained .pt to start from (default: train from YAML / profile)")
+    add("--cache-dir", default=None, help="variant cache root (default: $FASTNAS_BENCH_CACHE or the user cache dir)")
+    add("--rebuild-variants", action="store_true", help="rebuild cached variants and exports once this session")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, doc in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {doc}")
+    from fastnas_bench.settings import resolve_settings
+
+    opts = {name: config.getoption(name) for name in (
+        "gpu", "profile", "backends", "flops_target", "min_speedup", "max_map_drop", "max_recall_drop",
+        "batch_sizes", "imgsz", "data", "model", "weights", "cache_dir", "rebuild_variants",
+    )}
+    try:
+        settings = resolve_settings(opts)
+    except BadInputError as e:
+        raise pytest.UsageError(str(e)) from None
+    if settings.device == "cuda":
+        import torch
+
+        # The user asked for the GPU: without one, stop now rather than report a green run of skips.
+        if not torch.cuda.is_available():
+            raise pytest.UsageError("--gpu: no usable CUDA GPU (torch.cuda.is_available() is False)")
+    config.stash[SETTINGS_KEY] = settings
+
+
+def settings_of(config: pytest.Config) -> BenchSettings:
+    return config.stash[SETTINGS_KEY]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    settings = settings_of(metafunc.config)
+    gpu_marks = [pytest.mark.gpu] if settings.device == "cuda" else []
+    if "target" in metafunc.fixturenames:
+        metafunc.parametrize(
+            "target",
+            [
+                pytest.param(t, id=t.id, marks=gpu_marks + ([pytest.mark.tensorrt] if t.backend == "tensorrt" else []))
+                for t in settings.targets
+            ],
+        )
+    if "variant_name" in metafunc.fixturenames:
+        metafunc.parametrize("variant_name", list(settings.variants))
+    if "batch_size" in metafunc.fixturenames:
+        metafunc.parametrize("batch_size", settings.profile.batch_sizes, ids=[f"bs{b}" for b in settings.profile.batch_sizes])
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    s = settings_of(config)
+    p = s.profile
+    return [
+        f"fastnas-bench: profile={p.name} device={s.device} backends={','.join(s.backends)} threads={s.threads} "
+        f"model={p.pruned.model} data={p.pruned.data} flops_target={p.pruned.flops_target} imgsz={p.bench_imgsz} "
+        f"batch_sizes={','.join(map(str, p.batch_sizes))} cache={s.cache_dir or os.environ.get('FASTNAS_BENCH_CACHE') or 'default'}"
+    ]
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    from fastnas_bench.machine import machine_class, static_machine_info
+
+    machine_info.update(static_machine_info(settings_of(config).device))
+    machine_info["fastnas_bench"]["machine_class"] = machine_class(machine_info)

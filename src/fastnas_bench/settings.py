@@ -1,0 +1,172 @@
+"""Command-line value parsers and the resolved, immutable benchmark settings of a session."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+from fastnas_bench.backends import BACKEND_NAMES
+from fastnas_bench.errors import BadInputError
+from fastnas_bench.spec import PROFILES, Profile, VariantSpec, parse_flops_target, parse_model
+
+
+def _arg_type(parse):  # type: ignore[no-untyped-def]
+    """Wrap a parser so argparse reports BadInputError/ValueError as a usage error naming the value."""
+
+    def wrapped(text: str) -> Any:
+        try:
+            return parse(text)
+        except (BadInputError, ValueError) as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    wrapped.__name__ = parse.__name__
+    return wrapped
+
+
+def parse_profile(text: str) -> str:
+    if text not in PROFILES:
+        raise BadInputError(f"unknown profile {text!r}; expected one of {', '.join(PROFILES)}")
+    return text
+
+
+def parse_backends(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in BACKEND_NAMES]
+    if not names or unknown:
+        raise BadInputError(f"unknown backend(s) {unknown or text!r}; expected a subset of {', '.join(BACKEND_NAMES)}")
+    return names
+
+
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise BadInputError(f"batch sizes {text!r} must be comma-separated integers") from None
+    if not sizes or any(b < 1 for b in sizes):
+        raise BadInputError(f"batch sizes {text!r} must all be ≥ 1")
+    return tuple(dict.fromkeys(sizes))
+
+
+def parse_positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise BadInputError(f"{text!r} must be a positive number")
+    return value
+
+
+def parse_fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise BadInputError(f"{text!r} must lie in [0, 1]")
+    return value
+
+
+def parse_imgsz(text: str) -> int:
+    value = int(text)
+    if value < 32 or value % 32:
+        raise BadInputError(f"imgsz {text!r} must be a positive multiple of 32")
+    return value
+
+
+@dataclass(frozen=True)
+class BackendTarget:
+    """One backend at one precision; ``id`` is its test-id fragment (``pytorch``, ``tensorrt-fp16``)."""
+
+    backend: str
+    precision: str
+
+    @property
+    def id(self) -> str:
+        return self.backend if self.precision == "fp32" else f"{self.backend}-{self.precision}"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """Everything a benchmark session runs with; built once from the options, never mutated.
+
+    Attributes:
+        profile: The profile after option overrides.
+        device: ``cpu`` or ``cuda``.
+        backends: Backends to parametrize over.
+        threads: CPU threads given to every backend.
+        rebuild_variants: Rebuild cached variants once this session.
+        cache_dir: Cache root override, or ``None`` for the default.
+    """
+
+    profile: Profile
+    device: str
+    backends: tuple[str, ...]
+    threads: int
+    rebuild_variants: bool
+    cache_dir: str | None
+
+    @property
+    def variants(self) -> dict[str, VariantSpec]:
+        """Variant specs by name (``baseline``, ``fastnas66``), baseline first."""
+        return {spec.name: spec for spec in (self.profile.baseline, self.profile.pruned)}
+
+    @property
+    def targets(self) -> tuple[BackendTarget, ...]:
+        """(backend, precision) pairs to benchmark: fp32 everywhere, plus fp16 on CUDA."""
+        precisions = ("fp32", "fp16") if self.device == "cuda" else ("fp32",)
+        return tuple(
+            BackendTarget(name, precision)
+            for name in self.backends
+            for precision in precisions
+            # ORT runs the FP32 export; an FP16 ORT session would need a second export.
+            if not (name == "onnxruntime" and precision == "fp16")
+        )
+
+
+def cpu_threads() -> int:
+    """Cores this process may use (respects affinity masks and container limits)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
+    """Combine profile defaults with the options; contradictions raise ``BadInputError``.
+
+    Args:
+        opts: Option values keyed by dest (``None`` where not given).
+    """
+    gpu = bool(opts.get("gpu"))
+    profile = PROFILES[opts.get("profile") or ("paper" if gpu else "cpu")]
+    if profile.device == "cuda" and not gpu:
+        raise BadInputError(f"profile {profile.name!r} runs on CUDA; add --gpu")
+    pruned = profile.pruned
+    spec_overrides = {
+        "flops_target": opts.get("flops_target"),
+        "data": opts.get("data"),
+        "model": opts.get("model"),
+        "weights": opts.get("weights"),
+    }
+    pruned = replace(pruned, **{k: v for k, v in spec_overrides.items() if v is not None})
+    bench_overrides: dict[str, Any] = {"pruned": pruned}
+    if opts.get("imgsz"):
+        bench_overrides["bench_imgsz"] = opts["imgsz"]
+    if opts.get("batch_sizes"):
+        bench_overrides["batch_sizes"] = opts["batch_sizes"]
+    if opts.get("min_speedup") is not None:
+        bench_overrides["min_speedup"] = {name: opts["min_speedup"] for name in BACKEND_NAMES}
+    if opts.get("max_map_drop") is not None:
+        bench_overrides["max_map_drop"] = opts["max_map_drop"]
+    if opts.get("max_recall_drop") is not None:
+        bench_overrides["max_recall_drop"] = opts["max_recall_drop"]
+    profile = replace(profile, **bench_overrides)
+
+    device = "cuda" if gpu else "cpu"
+    # Every backend is parametrized by default, so one that cannot run here shows as a skip with
+    # its reason rather than vanishing from the report.
+    backends = opts.get("backends") or BACKEND_NAMES
+    if not gpu and backends == ("tensorrt",):
+        raise BadInputError("--backends tensorrt needs --gpu (TensorRT runs on CUDA only)")
+    return BenchSettings(
+        profile=profile,
+        device=device,
+        backends=tuple(backends),
+        threads=cpu_threads(),
+        rebuild_variants=bool(opts.get("rebuild_variants")),
+        cache_dir=opts.get("cache_dir"),
+    )

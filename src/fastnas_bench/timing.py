@@ -1,0 +1,54 @@
+"""Summary statistics of per-round latency samples (pytest-benchmark has no percentiles)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """Latency percentiles and spread in milliseconds.
+
+    Attributes:
+        n_samples: Number of timed rounds.
+        latency_p50_ms: Median.
+        latency_p90_ms: 90th percentile.
+        latency_p99_ms: 99th percentile.
+        latency_iqr_ms: Interquartile range (p75 - p25).
+        latency_min_ms: Fastest round.
+    """
+
+    n_samples: int
+    latency_p50_ms: float
+    latency_p90_ms: float
+    latency_p99_ms: float
+    latency_iqr_ms: float
+    latency_min_ms: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def summarize_seconds(samples_s: Sequence[float]) -> LatencySummary:
+    """Summarise per-round durations given in seconds.
+
+    Raises:
+        ValueError: if there are no samples or any is not positive (a broken timer, not a result).
+    """
+    if len(samples_s) == 0:
+        raise ValueError("no latency samples to summarise")
+    ms = np.asarray(samples_s, dtype=float) * 1e3
+    if not np.all(ms > 0):
+        raise ValueError(f"non-positive latency sample(s): {ms[ms <= 0][:3].tolist()} ms")
+    p25, p50, p75, p90, p99 = np.percentile(ms, [25, 50, 75, 90, 99])
+    return LatencySummary(
+        n_samples=int(ms.size),
+        latency_p50_ms=float(p50),
+        latency_p90_ms=float(p90),
+        latency_p99_ms=float(p99),
+        latency_iqr_ms=float(p75 - p25),
+        latency_min_ms=float(ms.min()),
+    )
