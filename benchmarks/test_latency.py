@@ -24,6 +24,8 @@ def test_latency(benchmark, measurer: Measurer, bench_settings: BenchSettings, v
         variant=variant_name, backend=target.backend, precision=target.precision, batch=batch_size,
         imgsz=bench_settings.profile.bench_imgsz, params=v.params, gflops=v.gflops,
         map50_95=v.map50_95, recall=v.recall, output_rel_err=record.output_rel_err, runtime=record.backend_info,
+        # Per-round samples feed the statistical regression verdict and the report's distributions.
+        latency_samples_ms=[round(s * 1e3, 4) for s in record.samples_s],
     )
     if before is not None:
         benchmark.extra_info.update(gpu_state_before=before, gpu_state_after=gpu_state())

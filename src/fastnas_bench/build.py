@@ -197,21 +197,37 @@ def _describe(model: torch.nn.Module) -> dict[str, Any]:
     }
 
 
+def _prune(
+    model: torch.nn.Module, spec: VariantSpec, data: Path, device: str, source: Variant, cache: ArtifactCache, work: Path
+) -> torch.nn.Module:
+    from fastnas_bench.methods import PruneContext, get_method
+    from fastnas_bench.methods.fastnas import search_dir_for
+
+    ctx = PruneContext(
+        spec=spec, data_yaml=data, device=device, work_dir=work,
+        search_dir=search_dir_for(cache.root, source.meta["files"][MODEL_FILE], spec.channel_divisor, spec.imgsz),
+    )
+    return get_method(spec.method).prune(model, ctx)
+
+
 def build_variant(
     spec: VariantSpec, cache: ArtifactCache, device: str = "cpu", *, rebuild: bool = False
 ) -> Variant:
     """Build (or read from cache) the variant described by ``spec``.
 
-    A pruned variant first builds its baseline (also cached) and prunes a copy of it.
+    Any variant other than the source first builds the source (also cached); a pruned variant
+    prunes a copy of it, and every such variant is then fine-tuned ``finetune_epochs``.
 
     Args:
         spec: The variant to build.
         cache: Artifact cache holding the entry.
         device: ``cpu`` or ``cuda[:N]``.
-        rebuild: Rebuild this entry even if cached (``--rebuild-variants``).
+        rebuild: Rebuild this entry even if cached (``--rebuild-variants``). Only this entry: a
+            caller that wants a fresh source too rebuilds it first.
     """
     data = resolve_data(spec.data, cache, spec.seed)
-    baseline = None if spec.method == "baseline" else build_variant(spec.baseline(), cache, device, rebuild=rebuild)
+    is_source = spec == spec.source()
+    source = None if is_source else build_variant(spec.source(), cache, device)
 
     def builder(tmp: Path) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -220,25 +236,20 @@ def build_variant(
             "device": device,
         }
         with _build_log(tmp / "logs" / "build.log"):
-            if baseline is None:
+            if source is None:
                 best = _train_baseline(spec, data, device, tmp / "train")
             else:
-                from fastnas_bench.methods import PruneContext, get_method
-                from fastnas_bench.methods.fastnas import search_dir_for
-
-                ctx = PruneContext(
-                    spec=spec, data_yaml=Path(data), device=device, work_dir=tmp / "work",
-                    search_dir=search_dir_for(cache.root, baseline.meta["files"][MODEL_FILE], spec.channel_divisor, spec.imgsz),
-                )
-                pruned = get_method(spec.method).prune(load_model(baseline.weights), ctx)
-                meta["pruned_before_finetune"] = _describe(pruned)
-                best = _finetune(pruned, spec, data, device, tmp / "train")
+                model = load_model(source.weights)
+                if spec.method != "baseline":
+                    model = _prune(model, spec, Path(data), device, source, cache, tmp / "work")
+                    meta["pruned_before_finetune"] = _describe(model)
+                best = _finetune(model, spec, data, device, tmp / "train")
             shutil.copyfile(best, tmp / MODEL_FILE)
             meta.update(_describe(load_model(tmp / MODEL_FILE)))
             meta.update(_validate(tmp / MODEL_FILE, spec, data, device, tmp / "val"))
-            if baseline is not None:
-                meta["flops_ratio"] = round(meta["gflops"] / baseline.gflops, 4)
-                meta["baseline_key"] = baseline.meta["key"]
+            if source is not None:
+                meta["flops_ratio"] = round(meta["gflops"] / source.gflops, 4)
+                meta["source_key"] = source.meta["key"]
         # Keep logs and the training curve; drop the trainer's duplicate weights.
         for scratch in ("train/weights", "work", "val"):
             shutil.rmtree(tmp / scratch, ignore_errors=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import platform
+import re
+from pathlib import Path
 from typing import Any
 
 from fastnas_bench.spec import package_version
@@ -33,7 +35,7 @@ def static_machine_info(device: str) -> dict[str, Any]:
         "fastnas_bench": {
             "versions": {p: package_version(p) for p in _VERSIONED},
             "device": device,
-            "cpu_model": platform.processor() or platform.machine(),
+            "cpu_model": cpu_model(),
             "cuda_runtime": torch.version.cuda,
         }
     }
@@ -64,14 +66,32 @@ def gpu_state() -> dict[str, Any] | None:
     }
 
 
-def machine_class(info: dict[str, Any]) -> str:
-    """A key for results comparable with each other: GPU + driver major + runtimes, or CPU + cores."""
-    fb = info.get("fastnas_bench", {})
-    versions = fb.get("versions", {})
-    if fb.get("gpu_name"):
-        parts = [fb["gpu_name"], f"drv{str(fb.get('driver', '0')).split('.')[0]}",
-                 f"trt{versions.get('tensorrt')}", f"ort{versions.get('onnxruntime-gpu')}"]
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo``), or what ``platform`` knows elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_class(device: str) -> str:
+    """A key for results comparable with each other.
+
+    GPU name + driver major + TensorRT and ORT-GPU versions on CUDA; CPU model + usable cores + ORT
+    version on CPU. Runs from different classes are never compared.
+    """
+    from fastnas_bench.settings import cpu_threads
+
+    versions = {p: package_version(p) for p in _VERSIONED}
+    nvml = _nvml() if device == "cuda" else None
+    if nvml is not None:
+        handle = nvml.nvmlDeviceGetHandleByIndex(0)
+        driver_major = str(nvml.nvmlSystemGetDriverVersion()).split(".")[0]
+        parts = [str(nvml.nvmlDeviceGetName(handle)), f"drv{driver_major}",
+                 f"trt{versions['tensorrt']}", f"ort{versions['onnxruntime-gpu']}"]
     else:
-        parts = [str(info.get("cpu", {}).get("brand_raw") or fb.get("cpu_model", "cpu")),
-                 f"{info.get('cpu', {}).get('count', '?')}cores", f"ort{versions.get('onnxruntime')}"]
-    return "-".join("".join(c if c.isalnum() or c in ".-" else "_" for c in p) for p in parts)
+        parts = [cpu_model(), f"{cpu_threads()}cores", f"ort{versions['onnxruntime']}"]
+    return "-".join(re.sub(r"[^A-Za-z0-9.]+", "_", p).strip("_") for p in parts)

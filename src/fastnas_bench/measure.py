@@ -6,6 +6,7 @@ Independent of pytest fixtures so the harness can be tested with a fake backend.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from fastnas_bench.backends import Backend, BackendUnavailable, get_backend_clas
 from fastnas_bench.backends.base import BackendRequest, sample_images
 from fastnas_bench.build import Variant
 from fastnas_bench.cache import ArtifactCache
+from fastnas_bench.errors import BadInputError
 from fastnas_bench.settings import BackendTarget, BenchSettings
 from fastnas_bench.timing import LatencySummary, summarize_seconds
 
@@ -35,6 +37,25 @@ class LatencyRecord:
     backend_info: dict[str, Any] = field(default_factory=dict)
 
 
+#: Test-only hook: ``FASTNAS_BENCH_INJECT_DELAY_MS="onnxruntime=5"`` adds a sleep to every timed call
+#: of that backend, to show that the regression verdict catches a slowed backend.
+INJECT_DELAY_ENV = "FASTNAS_BENCH_INJECT_DELAY_MS"
+
+
+def injected_delay_s(backend: str) -> float:
+    """Seconds of artificial delay requested for ``backend`` via :data:`INJECT_DELAY_ENV`."""
+    spec = os.environ.get(INJECT_DELAY_ENV, "")
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, ms = item.partition("=")
+        try:
+            delay_ms = float(ms)
+        except ValueError:
+            raise BadInputError(f"{INJECT_DELAY_ENV} item {item!r} must look like backend=milliseconds") from None
+        if name == backend:
+            return delay_ms / 1e3
+    return 0.0
+
+
 def time_rounds(fn: Callable[[], None], warmup_rounds: int, rounds: int) -> list[float]:
     """Per-call wall times in seconds after ``warmup_rounds`` untimed calls (perf_counter_ns)."""
     for _ in range(warmup_rounds):
@@ -45,6 +66,14 @@ def time_rounds(fn: Callable[[], None], warmup_rounds: int, rounds: int) -> list
         fn()
         samples.append((time.perf_counter_ns() - start) / 1e9)
     return samples
+
+
+def _slowed(fn: Callable[[], None], delay_s: float) -> Callable[[], None]:
+    def slowed() -> None:
+        fn()
+        time.sleep(delay_s)
+
+    return slowed
 
 
 class Measurer:
@@ -115,6 +144,10 @@ class Measurer:
         images = sample_images(batch, profile.bench_imgsz)
         rel_err = backend.check_outputs(images, self._reference(variant.weights, images))
         run = backend.runner(images)
+        delay_s = injected_delay_s(target.backend)
+        if delay_s:
+            log.warning("injecting %.1f ms into every %s call (%s)", delay_s * 1e3, target.backend, INJECT_DELAY_ENV)
+            run = _slowed(run, delay_s)
         if benchmark is not None:
             benchmark.pedantic(run, rounds=profile.rounds, warmup_rounds=profile.warmup_rounds, iterations=1)
             samples = list(benchmark.stats.stats.data)

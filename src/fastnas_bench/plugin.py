@@ -7,6 +7,8 @@ Hooks and options only; fixtures live in the project's ``fixtures/`` package and
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,9 @@ from fastnas_bench.settings import (
 from fastnas_bench.spec import PROFILES, parse_flops_target, parse_model
 
 SETTINGS_KEY = pytest.StashKey[BenchSettings]()
+BASELINES_KEY = pytest.StashKey["BaselineSession"]()
+UPDATE_NOTE_KEY = pytest.StashKey[str]()
+DEFAULT_BENCHMARK_STORAGE = "file://./.benchmarks"
 
 MARKERS = {
     "gpu": "needs a CUDA GPU (selected by --gpu)",
@@ -38,7 +43,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add = group.addoption
     add("--gpu", action="store_true", help="run on CUDA with the 'paper' profile (YOLOv8m, COCO128, 640 px, TensorRT)")
     add("--profile", type=_arg_type(parse_profile), default=None,
-        help=f"benchmark profile: {', '.join(f'{p.name} ({p.description})' for p in PROFILES.values())}")
+        # argparse %-formats help strings; the descriptions contain percentages.
+        help="benchmark profile: " + "; ".join(f"{p.name} ({p.description})" for p in PROFILES.values()).replace("%", "%%"))
     add("--backends", type=_arg_type(parse_backends), default=None, help="comma-separated: pytorch,onnxruntime,tensorrt")
     add("--flops-target", type=_arg_type(parse_flops_target), default=None,
         help="pruned/baseline FLOPs upper bound, e.g. 0.66 or 66%%")
@@ -53,8 +59,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--weights", default=None, help="pretrained .pt to start from (default: train from YAML / profile)")
     add("--cache-dir", default=None, help="variant cache root (default: $FASTNAS_BENCH_CACHE or the user cache dir)")
     add("--rebuild-variants", action="store_true", help="rebuild cached variants and exports once this session")
+    add("--update-baselines", action="store_true",
+        help="write this run's results as the stored baselines (only if every test passed)")
+    add("--baselines-dir", default=None, help="stored baselines root (default: <rootdir>/baselines)")
+    add("--regression-tolerance", type=_arg_type(parse_fraction), default=0.10,
+        help="minimum relative median slowdown that can count as a latency regression (default 0.10)")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-benchmark reads its storage option
 def pytest_configure(config: pytest.Config) -> None:
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
@@ -75,6 +87,19 @@ def pytest_configure(config: pytest.Config) -> None:
         if not torch.cuda.is_available():
             raise pytest.UsageError("--gpu: no usable CUDA GPU (torch.cuda.is_available() is False)")
     config.stash[SETTINGS_KEY] = settings
+
+    from fastnas_bench.baselines import baseline_path
+    from fastnas_bench.machine import machine_class
+
+    key = machine_class(settings.device)
+    root = Path(config.getoption("baselines_dir") or config.rootpath / "baselines")
+    config.stash[BASELINES_KEY] = BaselineSession(
+        machine_class=key, profile=settings.profile.name, path=baseline_path(root, key, settings.profile.name),
+        update=config.getoption("update_baselines"), tolerance=config.getoption("regression_tolerance"),
+    )
+    # pytest-benchmark keys its storage by OS/Python only; keep runs of different hardware apart.
+    if getattr(config.option, "benchmark_storage", None) == DEFAULT_BENCHMARK_STORAGE:
+        config.option.benchmark_storage = f"{DEFAULT_BENCHMARK_STORAGE}/{key}"
 
 
 def settings_of(config: pytest.Config) -> BenchSettings:
@@ -109,7 +134,71 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
-    from fastnas_bench.machine import machine_class, static_machine_info
+    from fastnas_bench.machine import static_machine_info
 
     machine_info.update(static_machine_info(settings_of(config).device))
-    machine_info["fastnas_bench"]["machine_class"] = machine_class(machine_info)
+    machine_info["fastnas_bench"]["machine_class"] = config.stash[BASELINES_KEY].machine_class
+
+
+def pytest_benchmark_compare_machine_info(
+    config: pytest.Config, benchmarksession: Any, machine_info: dict[str, Any], compared_benchmark: dict[str, Any]
+) -> None:
+    """Refuse comparisons across machine classes (GPU, driver major, TensorRT/ORT, CPU model)."""
+    mine = config.stash[BASELINES_KEY].machine_class
+    theirs = compared_benchmark.get("machine_info", {}).get("fastnas_bench", {}).get("machine_class")
+    if theirs != mine:
+        raise pytest.UsageError(
+            f"refusing to compare with a run from machine class {theirs!r}; this machine is {mine!r} "
+            "(latencies from different GPUs, drivers or runtimes are not comparable)"
+        )
+
+
+@dataclass
+class BaselineSession:
+    """Stored baselines for this machine class and profile, and what this run produced."""
+
+    machine_class: str
+    profile: str
+    path: Path
+    update: bool
+    tolerance: float
+    produced: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _stored: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def stored(self) -> dict[str, dict[str, Any]]:
+        if self._stored is None:
+            from fastnas_bench.baselines import load_baselines
+
+            self._stored = load_baselines(self.path)
+        return self._stored
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    store = session.config.stash.get(BASELINES_KEY, None)
+    if store is None or not store.update or not store.produced:
+        return
+    if exitstatus != 0:
+        # A failed or interrupted run must never become the reference.
+        session.config.stash[UPDATE_NOTE_KEY] = f"baselines NOT updated: the run did not pass (exit {exitstatus})"
+        return
+    from fastnas_bench.baselines import write_baselines
+
+    write_baselines(store.path, store.machine_class, store.profile, store.produced)
+    session.config.stash[UPDATE_NOTE_KEY] = f"baselines updated: {len(store.produced)} entries in {store.path}"
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    store = config.stash.get(BASELINES_KEY, None)
+    if store is None:
+        return
+    note = config.stash.get(UPDATE_NOTE_KEY, None)
+    if note:
+        terminalreporter.write_line(f"fastnas-bench: {note}")
+    if store.produced and store.path.exists():
+        orphans = sorted(set(store.stored) - set(store.produced))
+        if orphans:
+            terminalreporter.write_line(
+                f"fastnas-bench: {len(orphans)} stored baseline(s) in {store.path} were not produced by this run: "
+                + ", ".join(orphans)
+            )

@@ -80,7 +80,7 @@ class VariantSpec:
         seed: Seed for data generation and training.
         method: ``baseline`` or a pruning method name.
         flops_target: Upper bound on pruned/baseline FLOPs (pruning methods only).
-        finetune_epochs: Fine-tuning epochs after pruning.
+        finetune_epochs: Fine-tuning epochs on top of the source model (after pruning, if any).
         channel_divisor: Channel-count granularity of the pruned widths.
     """
 
@@ -110,8 +110,8 @@ class VariantSpec:
         if self.weights is not None and Path(self.weights).suffix != ".pt":
             raise BadInputError(f"weights {self.weights!r} must be a .pt file")
         if self.method == "baseline":
-            if self.flops_target is not None or self.finetune_epochs:
-                raise BadInputError("a baseline spec takes no flops_target or finetune_epochs")
+            if self.flops_target is not None:
+                raise BadInputError("a baseline spec takes no flops_target")
         elif self.flops_target is None:
             raise BadInputError(f"method {self.method!r} needs a flops_target")
         else:
@@ -124,10 +124,19 @@ class VariantSpec:
             return self.method
         return f"{self.method}{round(self.flops_target * 100)}"
 
+    def source(self) -> VariantSpec:
+        """The trained (or pretrained) unpruned model that pruning starts from."""
+        # Pruning-only fields are reset so every variant of one source shares its entry.
+        return replace(self, method="baseline", flops_target=None, finetune_epochs=0,
+                       channel_divisor=VariantSpec.channel_divisor)
+
     def baseline(self) -> VariantSpec:
-        """The spec of the unpruned model this variant is derived from."""
-        # Pruning-only fields are reset so every pruned variant of one baseline shares its entry.
-        return replace(self, method="baseline", flops_target=None, finetune_epochs=0, channel_divisor=VariantSpec.channel_divisor)
+        """The unpruned control: the source fine-tuned for the same epochs as the pruned variant.
+
+        Giving both the same training budget keeps the accuracy comparison about pruning, not
+        about one model having trained longer.
+        """
+        return replace(self.source(), finetune_epochs=self.finetune_epochs)
 
     def to_dict(self) -> dict[str, object]:
         """Plain-JSON form of the spec."""

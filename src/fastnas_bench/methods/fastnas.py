@@ -30,8 +30,15 @@ log = logging.getLogger(__name__)
 # candidate only when the queue is full; fewer batches would silently keep stale statistics.
 CALIB_BATCHES = 50
 CALIB_BATCH_SIZE = 2
-# The Detect head's output widths are fixed by the number of classes and the DFL bins.
-FROZEN_MODULES = "*model.22.*"
+
+
+def frozen_patterns(model: DetectionModel) -> tuple[str, ...]:
+    """Modules whose widths are fixed: the Detect head's output convs (4·reg_max box bins and
+    ``nc`` class scores) and its DFL integral. The head's inner 3×3 convs stay prunable: at 640 px
+    they run at the highest resolutions and are a large share of the network's latency.
+    """
+    head = f"model.{len(model.model) - 1}"
+    return (f"*{head}.cv[23].*.2", f"*{head}.dfl*")
 
 
 class _UnfusedView(nn.Module):
@@ -88,7 +95,6 @@ class _MapScore:
                 "device": ctx.device,
                 "plots": False,
                 "verbose": False,
-                "half": False,
             },
         )
 
@@ -111,8 +117,8 @@ class FastNAS(PruneMethod):
         model = make_traceable(copy.deepcopy(model)).float().to(ctx.device)
 
         config = mtp.fastnas.FastNASConfig()
-        config["nn.Conv2d"][FROZEN_MODULES] = None
-        config["nn.BatchNorm2d"][FROZEN_MODULES] = None
+        for pattern in frozen_patterns(model):
+            config["nn.Conv2d"][pattern] = None
         config["nn.Conv2d"]["*"]["channel_divisor"] = spec.channel_divisor
         config["nn.BatchNorm2d"]["*"]["feature_divisor"] = spec.channel_divisor
 

@@ -1,0 +1,34 @@
+"""Latency against the stored baseline of this machine class, with a statistical verdict."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastnas_bench.backends import BackendUnavailable
+from fastnas_bench.baselines import regression_verdict
+from fastnas_bench.measure import Measurer
+from fastnas_bench.settings import BackendTarget
+
+
+def test_latency_regression(measurer: Measurer, baselines, variant, target: BackendTarget,
+                            variant_name: str, batch_size: int) -> None:
+    latency_id = f"test_latency[{target.id}-{variant_name}-bs{batch_size}]"
+    try:
+        record = measurer.measure(target, variant_name, batch_size)
+    except BackendUnavailable as e:
+        pytest.skip(str(e))
+    current_ms = [s * 1e3 for s in record.samples_s]
+    v = variant(variant_name)
+    baselines.produced[latency_id] = {
+        "latency_p50_ms": record.summary.latency_p50_ms, "samples_ms": [round(x, 4) for x in current_ms],
+        "gflops": v.gflops, "map50_95": v.map50_95, "recall": v.recall,
+    }
+    if baselines.update:
+        pytest.skip(f"recording {latency_id} as the new baseline (--update-baselines)")
+    stored = baselines.stored.get(latency_id)
+    if stored is None:
+        pytest.skip(f"no stored baseline for {latency_id} in {baselines.path}; run with --update-baselines to create it")
+    verdict = regression_verdict(stored["samples_ms"], current_ms, tolerance=baselines.tolerance)
+    if verdict.regressed:
+        pytest.fail("latency regression: " + verdict.describe(
+            latency_id, stored["latency_p50_ms"], record.summary.latency_p50_ms, baselines.tolerance))

@@ -1,0 +1,86 @@
+"""``fastnas-bench``: prebuild variants and turn saved benchmark runs into a report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fastnas_bench.errors import BadInputError
+from fastnas_bench.settings import _arg_type, parse_profile
+from fastnas_bench.spec import PROFILES, parse_flops_target
+
+log = logging.getLogger("fastnas_bench")
+
+
+def _build(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from fastnas_bench.build import build_variant
+    from fastnas_bench.cache import ensure_cache_root
+
+    profile = PROFILES[args.profile]
+    cache = ensure_cache_root(args.cache_dir)
+    targets = args.flops_targets or [profile.pruned.flops_target]
+    device = args.device or profile.device
+    rows = []
+    if args.rebuild:  # renew the shared source first; everything else derives from it
+        build_variant(profile.pruned.source(), cache, device, rebuild=True)
+    baseline = build_variant(profile.baseline, cache, device, rebuild=args.rebuild)
+    rows.append(baseline)
+    for target in targets:
+        spec = replace(profile.pruned, flops_target=target)
+        rows.append(build_variant(spec, cache, device, rebuild=args.rebuild))
+    print(f"{'variant':<12} {'params':>10} {'GFLOPs':>8} {'ratio':>6} {'mAP50-95':>9} {'recall':>7} {'build s':>8}  entry")
+    for v in rows:
+        ratio = v.gflops / baseline.gflops
+        print(f"{v.name:<12} {v.params / 1e6:>9.2f}M {v.gflops:>8.2f} {ratio:>6.3f} {v.map50_95:>9.4f} "
+              f"{v.recall:>7.4f} {v.meta['build_seconds']:>8.1f}  {v.path}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from fastnas_bench.report import write_report
+
+    outputs = write_report([Path(p) for p in args.runs], Path(args.out))
+    for path in outputs:
+        print(path)
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastnas-bench", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="build (or verify cached) baseline and pruned variants")
+    build.add_argument("--profile", type=_arg_type(parse_profile), default="cpu", help=f"one of {', '.join(PROFILES)}")
+    build.add_argument("--flops-targets", type=_arg_type(lambda s: [parse_flops_target(v) for v in s.split(",")]),
+                       default=None, help="comma-separated FLOPs targets, e.g. 0.9,0.8,0.66,0.5")
+    build.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
+    build.add_argument("--cache-dir", default=None, help="cache root (default: $FASTNAS_BENCH_CACHE or user cache)")
+    build.add_argument("--rebuild", action="store_true", help="rebuild the entries even if cached")
+    build.set_defaults(func=_build)
+
+    report = sub.add_parser("report", help="Markdown + JSON + PNG report from saved pytest-benchmark runs")
+    report.add_argument("runs", nargs="+", help="saved run JSON files (from --benchmark-autosave/--benchmark-json)")
+    report.add_argument("--out", default="fastnas-report", help="output directory")
+    report.set_defaults(func=_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        return int(args.func(args))
+    except BadInputError as e:
+        print(f"fastnas-bench: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Unit-test environment: offline Ultralytics, no auto-installs, small shared artifacts."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["YOLO_OFFLINE"] = "true"  # Ultralytics ignores "1"
+os.environ["YOLO_AUTOINSTALL"] = "false"
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated dataset (shared, read-only by convention)."""
+    from fastnas_bench.data import GeneratedDataConfig, generate_dataset
+
+    return generate_dataset(tmp_path_factory.mktemp("data"), GeneratedDataConfig(train_images=8, val_images=4, image_px=160))

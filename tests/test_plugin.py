@@ -1,0 +1,92 @@
+"""Options, markers, ids and skip reasons, end to end through pytest itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    # A subprocess in the repo: the real root conftest, plugin and benchmark files are used.
+    pytester.chdir()
+    return pytester.runpytest_subprocess(
+        "--rootdir", str(REPO), "-c", str(REPO / "pyproject.toml"), "-p", "no:cacheprovider",
+        "--cache-dir", str(pytester.path / "cache"), *args,
+    )
+
+
+def test_help_shows_the_option_group(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, str(REPO / "benchmarks"), "--help")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*fastnas-bench: pruned-YOLOv8 latency benchmarks*"])
+    for option in ("--gpu", "--profile", "--backends", "--flops-target", "--min-speedup", "--max-map-drop",
+                   "--max-recall-drop", "--batch-sizes", "--imgsz", "--data", "--model", "--weights",
+                   "--cache-dir", "--rebuild-variants"):
+        result.stdout.fnmatch_lines([f"*{option}*"])
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--flops-target", "1.5"], "*FLOPs target '1.5' must lie strictly between 0 and 1*"),
+        (["--model", "yolov8q"], "*unknown YOLOv8 model scale 'yolov8q'*"),
+        (["--backends", "pytorch,openvino"], "*unknown backend(s)*openvino*"),
+        (["--batch-sizes", "1,0"], "*batch sizes '1,0' must all be*"),
+        (["--imgsz", "100"], "*imgsz '100' must be a positive multiple of 32*"),
+        (["--profile", "paper"], "*profile 'paper' runs on CUDA; add --gpu*"),
+        (["--backends", "tensorrt"], "*--backends tensorrt needs --gpu*"),
+        (["--max-map-drop", "2"], "*'2' must lie in [[]0, 1]*"),
+    ],
+)
+def test_bad_options_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+    result = _run(pytester, str(REPO / "benchmarks"), "--collect-only", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_gpu_without_a_gpu_is_an_error_not_a_green_run(pytester: pytest.Pytester) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present here, so --gpu is a valid request")
+    result = _run(pytester, str(REPO / "benchmarks"), "--gpu")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--gpu: no usable CUDA GPU*"])
+
+
+def test_ids_are_stable_and_readable(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, str(REPO / "benchmarks"), "--collect-only", "-q")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        "*test_accuracy.py::test_flops_ratio",
+        "*test_latency.py::test_latency[[]pytorch-baseline-bs1]",
+        "*test_latency.py::test_latency[[]onnxruntime-fastnas66-bs1]",
+        "*test_latency.py::test_latency[[]tensorrt-fastnas66-bs1]",
+        "*test_regression.py::test_latency_regression[[]onnxruntime-fastnas66-bs1]",
+        "*test_speedup.py::test_speedup[[]onnxruntime-bs1]",
+    ])
+    narrowed = _run(pytester, str(REPO / "benchmarks"), "--collect-only", "-q", "--flops-target", "50%",
+                    "--batch-sizes", "1,4", "--backends", "onnxruntime")
+    narrowed.stdout.fnmatch_lines(["*test_latency[[]onnxruntime-fastnas50-bs4]"])
+    assert "pytorch" not in narrowed.stdout.str()
+
+
+def test_tensorrt_on_cpu_skips_with_a_reason(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, str(REPO / "benchmarks" / "test_latency.py"), str(REPO / "benchmarks" / "test_speedup.py"),
+                  "-k", "tensorrt", "-rs")
+    assert result.ret == 0
+    result.assert_outcomes(skipped=3)
+    result.stdout.fnmatch_lines(["SKIPPED*tensorrt on cpu: TensorRT runs on CUDA only (use --gpu)*"])
+
+
+def test_markers_are_declared_and_strict(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, str(REPO / "benchmarks"), "--markers")
+    for marker in ("gpu", "tensorrt", "slow"):
+        result.stdout.fnmatch_lines([f"@pytest.mark.{marker}:*"])
+    import tomllib
+
+    ini = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "--strict-markers" in ini["addopts"] and "--strict-config" in ini["addopts"]
