@@ -146,3 +146,9 @@ def test_threshold_checks_show_measured_and_bound() -> None:
     assert "differs" in (check_agreement("mAP50-95", 0.5, 0.6, 0.02, "ort") or "")
     # The reference: -34% FLOPs bought -19.6% latency.
     assert efficiency(8.66 / 10.77, 52.0 / 79.3) == pytest.approx(0.57, abs=0.01)
+
+
+def test_interleaved_pair_gives_the_scripted_speedup() -> None:
+    base, pruned = _measurer().measure_interleaved(BackendTarget("fake", "fp32"), ("baseline", "fastnas66"), 1)
+    assert base.n_samples == pruned.n_samples == 7
+    assert 1.4 < speedup(base, pruned) < 2.1

@@ -121,12 +121,16 @@ def _build_log(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
-    loggers = [LOGGER, logging.getLogger("fastnas_bench")]
+    ours = logging.getLogger("fastnas_bench")
+    loggers = [LOGGER, ours]
     for lg in loggers:
         lg.addHandler(handler)
+    level = ours.level
+    ours.setLevel(min(level or logging.INFO, logging.INFO))
     try:
         yield
     finally:
+        ours.setLevel(level)
         for lg in loggers:
             lg.removeHandler(handler)
         handler.close()

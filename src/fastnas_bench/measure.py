@@ -113,20 +113,13 @@ class Measurer:
             self._probes[target.backend] = cls.probe(self.settings.device)  # type: ignore[arg-type]
         return self._probes[target.backend]
 
-    def measure(self, target: BackendTarget, variant_name: str, batch: int, benchmark: Any | None = None) -> LatencyRecord:
-        """Measure (or, without ``benchmark``, reuse a measurement of) one combination.
-
-        With a pytest-benchmark fixture the timing goes through ``benchmark.pedantic`` so the run
-        is saved and comparable; without it (a check run on its own) the same rounds are timed
-        directly.
+    def _prepare(self, target: BackendTarget, variant_name: str, batch: int) -> tuple[Callable[[], None], float, dict[str, Any]]:
+        """Load, output-check and return a timed callable for one combination.
 
         Raises:
             BackendUnavailable: the backend cannot run here (the caller skips with the reason).
             OutputMismatch: the backend's outputs disagree with the PyTorch reference.
         """
-        key = (target.id, variant_name, batch)
-        if benchmark is None and key in self.records:
-            return self.records[key]
         reason = self.unavailable_reason(target)
         if reason:
             raise BackendUnavailable(f"{target.backend} on {self.settings.device}: {reason}")
@@ -148,6 +141,20 @@ class Measurer:
         if delay_s:
             log.warning("injecting %.1f ms into every %s call (%s)", delay_s * 1e3, target.backend, INJECT_DELAY_ENV)
             run = _slowed(run, delay_s)
+        return run, rel_err, backend.describe()
+
+    def measure(self, target: BackendTarget, variant_name: str, batch: int, benchmark: Any | None = None) -> LatencyRecord:
+        """Measure (or, without ``benchmark``, reuse a measurement of) one combination.
+
+        With a pytest-benchmark fixture the timing goes through ``benchmark.pedantic`` so the run
+        is saved and comparable; without it (a check run on its own) the same rounds are timed
+        directly.
+        """
+        key = (target.id, variant_name, batch)
+        if benchmark is None and key in self.records:
+            return self.records[key]
+        profile = self.settings.profile
+        run, rel_err, info = self._prepare(target, variant_name, batch)
         if benchmark is not None:
             benchmark.pedantic(run, rounds=profile.rounds, warmup_rounds=profile.warmup_rounds, iterations=1)
             samples = list(benchmark.stats.stats.data)
@@ -155,7 +162,25 @@ class Measurer:
             samples = time_rounds(run, profile.warmup_rounds, profile.rounds)
         record = LatencyRecord(
             target=target, variant=variant_name, batch=batch, samples_s=tuple(samples),
-            summary=summarize_seconds(samples), output_rel_err=rel_err, backend_info=backend.describe(),
+            summary=summarize_seconds(samples), output_rel_err=rel_err, backend_info=info,
         )
         self.records[key] = record
         return record
+
+    def measure_interleaved(
+        self, target: BackendTarget, variant_names: tuple[str, str], batch: int
+    ) -> tuple[LatencySummary, LatencySummary]:
+        """Time two variants in alternating rounds (A B A B ...) on the same backend and batch.
+
+        Alternation cancels slow drifts of a shared machine (other tenants, thermal state) that
+        would otherwise bias a ratio of two measurements taken minutes apart.
+        """
+        profile = self.settings.profile
+        runs = [self._prepare(target, name, batch)[0] for name in variant_names]
+        for run in runs:
+            time_rounds(run, profile.warmup_rounds, 0)
+        samples: list[list[float]] = [[], []]
+        for _ in range(profile.rounds):
+            for i, run in enumerate(runs):
+                samples[i] += time_rounds(run, 0, 1)
+        return summarize_seconds(samples[0]), summarize_seconds(samples[1])

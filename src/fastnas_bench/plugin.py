@@ -192,6 +192,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     store = config.stash.get(BASELINES_KEY, None)
     if store is None:
         return
+    speedups = {k: v for k, v in store.produced.items() if k.startswith("test_speedup[")}
+    if speedups:
+        terminalreporter.write_sep("-", "fastnas-bench: speedup (interleaved rounds, same run)")
+        for test_id, r in speedups.items():
+            terminalreporter.write_line(
+                f"{test_id}: baseline p50 {r['baseline_p50_ms']:.2f} ms (IQR {r['baseline_iqr_ms']:.2f}), "
+                f"pruned p50 {r['pruned_p50_ms']:.2f} ms (IQR {r['pruned_iqr_ms']:.2f}), speedup "
+                f"{r['speedup']:.3f}x (bound {r['min_speedup']:.2f}x), FLOPs ratio {r['flops_ratio']:.3f}, "
+                f"efficiency {r['efficiency']:.2f}"
+            )
     note = config.stash.get(UPDATE_NOTE_KEY, None)
     if note:
         terminalreporter.write_line(f"fastnas-bench: {note}")
