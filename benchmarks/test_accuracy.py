@@ -1,16 +1,18 @@
-"""FLOPs and accuracy of the pruned variant against the baseline, and across backends."""
+"""FLOPs and accuracy of the pruned variants against the baseline, and across backends."""
 
 from __future__ import annotations
 
 import pytest
 
 from fastnas_bench.build import Variant
-from fastnas_bench.checks import check_agreement, check_drop, check_flops_ratio
+from fastnas_bench.checks import check_agreement, check_drop, check_flops_ratio, check_matched_flops
 from fastnas_bench.settings import BenchSettings
 
 # Ultralytics validates PyTorch with rectangular batches and static ONNX with square letterboxing;
 # the same weights then differ by up to about a point of mAP.
 BACKEND_MAP_TOLERANCE = 0.02
+# Rivals are compared with FastNAS at equal FLOPs: their ratio must be within this of FastNAS's.
+MATCHED_FLOPS_TOLERANCE = 0.02
 
 
 def _fail_if(message: str | None) -> None:
@@ -18,18 +20,40 @@ def _fail_if(message: str | None) -> None:
         pytest.fail(message)
 
 
-def test_flops_ratio(baseline_variant: Variant, pruned_variant: Variant, bench_settings: BenchSettings) -> None:
+def test_flops_ratio(baseline_variant: Variant, variant, structured_name: str, bench_settings: BenchSettings) -> None:
     target = bench_settings.profile.pruned.flops_target
     assert target is not None
-    _fail_if(check_flops_ratio(baseline_variant.gflops, pruned_variant.gflops, target))
+    _fail_if(check_flops_ratio(baseline_variant.gflops, variant(structured_name).gflops, target))
 
 
-def test_map_drop(baseline_variant: Variant, pruned_variant: Variant, bench_settings: BenchSettings) -> None:
-    _fail_if(check_drop("mAP50-95", baseline_variant.map50_95, pruned_variant.map50_95, bench_settings.profile.max_map_drop))
+def test_matched_flops(pruned_variant: Variant, variant, rival_name: str) -> None:
+    """Rival structured methods sit at the FLOPs FastNAS reached, so latency differences are fair."""
+    _fail_if(check_matched_flops(rival_name, variant(rival_name).meta["flops_ratio"],
+                                 pruned_variant.meta["flops_ratio"], MATCHED_FLOPS_TOLERANCE))
 
 
-def test_recall_drop(baseline_variant: Variant, pruned_variant: Variant, bench_settings: BenchSettings) -> None:
-    _fail_if(check_drop("recall", baseline_variant.recall, pruned_variant.recall, bench_settings.profile.max_recall_drop))
+def test_finetune_kept_structure(variant, pruned_name: str) -> None:
+    """The trainer fine-tuned the pruned network itself: widths and FLOPs are what pruning made."""
+    meta = variant(pruned_name).meta
+    before = meta["pruned_before_finetune"]
+    assert meta["conv_out_channels"] == before["conv_out_channels"], "fine-tuning changed the pruned widths"
+    assert meta["gflops"] == pytest.approx(before["gflops"])
+
+
+def test_map_drop(baseline_variant: Variant, variant, pruned_name: str, bench_settings: BenchSettings) -> None:
+    _fail_if(check_drop("mAP50-95", baseline_variant.map50_95, variant(pruned_name).map50_95,
+                        bench_settings.profile.max_map_drop))
+
+
+def test_recall_drop(baseline_variant: Variant, variant, pruned_name: str, bench_settings: BenchSettings) -> None:
+    _fail_if(check_drop("recall", baseline_variant.recall, variant(pruned_name).recall,
+                        bench_settings.profile.max_recall_drop))
+
+
+def test_ap_small_drop(baseline_variant: Variant, variant, pruned_name: str, bench_settings: BenchSettings) -> None:
+    """Small objects are where pruning is expected to hurt most; bound that loss on its own."""
+    _fail_if(check_drop("AP_small", baseline_variant.meta["ap_small"], variant(pruned_name).meta["ap_small"],
+                        bench_settings.profile.max_ap_small_drop))
 
 
 def test_onnx_map_agrees(pruned_variant: Variant, onnx_export, artifact_cache, tmp_path) -> None:

@@ -12,8 +12,8 @@ import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,14 @@ import torch
 from fastnas_bench.cache import ArtifactCache
 from fastnas_bench.data import GENERATED_PREFIX, GeneratedDataConfig, generate_dataset, validate_data_yaml
 from fastnas_bench.errors import BadInputError
+from fastnas_bench.methods import PruneContext, get_method
 from fastnas_bench.spec import VariantSpec, package_version
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
+#: Methods compared with FastNAS at the FLOPs ratio FastNAS reached.
+RIVAL_METHODS = ("l2struct", "unstructured")
 REPORT_IMGSZ = 640  # FLOPs are reported at 640 px, the way the reference table does
 
 
@@ -156,8 +159,19 @@ def _train_args(spec: VariantSpec, data: Path | str, device: str, run_dir: Path,
     }
 
 
-def _finetune(model: torch.nn.Module, spec: VariantSpec, data: Path | str, device: str, run_dir: Path) -> Path:
-    """Fine-tune ``model`` as is (no YAML rebuild) with Ultralytics' trainer; returns best.pt."""
+def _finetune(
+    model: torch.nn.Module,
+    spec: VariantSpec,
+    data: Path | str,
+    device: str,
+    run_dir: Path,
+    constrain: Callable[[torch.nn.Module], None] | None = None,
+) -> Path:
+    """Fine-tune ``model`` as is (no YAML rebuild) with Ultralytics' trainer; returns best.pt.
+
+    ``constrain`` (a pruning method's structure, e.g. an unstructured mask) is re-applied to the
+    model and its EMA after every batch and to the weights in the saved checkpoint.
+    """
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     args = _train_args(spec, data, device, run_dir, spec.finetune_epochs)
@@ -165,8 +179,23 @@ def _finetune(model: torch.nn.Module, spec: VariantSpec, data: Path | str, devic
     trainer = DetectionTrainer(overrides=args)
     # A module already in place makes the trainer skip building from the YAML.
     trainer.model = model.float().train()
+    if constrain is not None:
+
+        def reapply(tr: Any) -> None:
+            constrain(tr.model)
+            if tr.ema is not None:
+                constrain(tr.ema.ema)
+
+        trainer.add_callback("on_train_batch_end", reapply)
     trainer.train()
-    return run_dir / "weights" / "best.pt"
+    best = run_dir / "weights" / "best.pt"
+    if constrain is not None:
+        ckpt = torch.load(best, map_location="cpu", weights_only=False)
+        for key in ("model", "ema"):
+            if isinstance(ckpt.get(key), torch.nn.Module):
+                constrain(ckpt[key])
+        torch.save(ckpt, best)
+    return best
 
 
 def _train_baseline(spec: VariantSpec, data: Path | str, device: str, run_dir: Path) -> Path:
@@ -182,15 +211,32 @@ def _train_baseline(spec: VariantSpec, data: Path | str, device: str, run_dir: P
     return run_dir / "weights" / "best.pt"
 
 
-def _validate(weights: Path, spec: VariantSpec, data: Path | str, device: str, out_dir: Path) -> dict[str, float]:
-    from ultralytics import YOLO
+def _validate(weights: Path, spec: VariantSpec, data: Path | str, device: str, out_dir: Path) -> dict[str, Any]:
+    """Ultralytics validation: mAP50-95, mAP50, precision, recall, per-class AP and COCO per-size AP.
 
-    metrics = YOLO(str(weights)).val(
-        data=str(data), imgsz=spec.imgsz, batch=16, split="val", device=device, plots=False,
-        verbose=False, project=str(out_dir.parent), name=out_dir.name, exist_ok=True,
+    ``save_json`` makes Ultralytics evaluate its COCO-format predictions with faster-coco-eval,
+    which adds AP for small/medium/large objects (COCO area ranges at the stored image size).
+    """
+    from ultralytics.models.yolo.detect import DetectionValidator
+
+    validator = DetectionValidator(
+        save_dir=out_dir,
+        args={"model": str(weights), "data": str(data), "imgsz": spec.imgsz, "batch": 16, "split": "val",
+              "device": device, "plots": False, "verbose": False, "save_json": True},
     )
-    box = metrics.box
-    return {"map50_95": float(box.map), "map50": float(box.map50), "precision": float(box.mp), "recall": float(box.mr)}
+    stats = validator()
+    box = validator.metrics.box
+    result: dict[str, Any] = {
+        "map50_95": float(box.map), "map50": float(box.map50), "precision": float(box.mp), "recall": float(box.mr),
+        "ap_per_class": {validator.names[int(c)]: float(ap) for c, ap in zip(box.ap_class_index, box.maps[box.ap_class_index])},
+    }
+    for size in ("small", "medium", "large"):
+        key = f"metrics/mAP_{size}(B)"
+        if key not in stats:
+            # Ultralytics only logs a warning when the COCO evaluation fails; a missing figure is an error here.
+            raise RuntimeError(f"Ultralytics' COCO evaluation produced no {key}; is faster-coco-eval installed?")
+        result[f"ap_{size}"] = float(stats[key])
+    return result
 
 
 def _describe(model: torch.nn.Module) -> dict[str, Any]:
@@ -201,17 +247,15 @@ def _describe(model: torch.nn.Module) -> dict[str, Any]:
     }
 
 
-def _prune(
-    model: torch.nn.Module, spec: VariantSpec, data: Path, device: str, source: Variant, cache: ArtifactCache, work: Path
-) -> torch.nn.Module:
-    from fastnas_bench.methods import PruneContext, get_method
+def _prune_context(
+    spec: VariantSpec, data: Path, device: str, source: Variant, match: float | None, cache: ArtifactCache, work: Path
+) -> PruneContext:
     from fastnas_bench.methods.fastnas import search_dir_for
 
-    ctx = PruneContext(
-        spec=spec, data_yaml=data, device=device, work_dir=work,
+    return PruneContext(
+        spec=spec, data_yaml=data, device=device, work_dir=work, match_flops_ratio=match,
         search_dir=search_dir_for(cache.root, source.meta["files"][MODEL_FILE], spec.channel_divisor, spec.imgsz),
     )
-    return get_method(spec.method).prune(model, ctx)
 
 
 def build_variant(
@@ -232,6 +276,10 @@ def build_variant(
     data = resolve_data(spec.data, cache, spec.seed)
     is_source = spec == spec.source()
     source = None if is_source else build_variant(spec.source(), cache, device)
+    # Rivals are compared with FastNAS at equal FLOPs: they aim at the ratio FastNAS reached.
+    match = None
+    if spec.method in RIVAL_METHODS:
+        match = build_variant(replace(spec, method="fastnas"), cache, device).meta["flops_ratio"]
 
     def builder(tmp: Path) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -244,10 +292,13 @@ def build_variant(
                 best = _train_baseline(spec, data, device, tmp / "train")
             else:
                 model = load_model(source.weights)
+                constrain = None
                 if spec.method != "baseline":
-                    model = _prune(model, spec, Path(data), device, source, cache, tmp / "work")
+                    method = get_method(spec.method)
+                    model = method.prune(model, _prune_context(spec, Path(data), device, source, match, cache, tmp / "work"))
+                    constrain = method.constrain
                     meta["pruned_before_finetune"] = _describe(model)
-                best = _finetune(model, spec, data, device, tmp / "train")
+                best = _finetune(model, spec, data, device, tmp / "train", constrain)
             shutil.copyfile(best, tmp / MODEL_FILE)
             meta.update(_describe(load_model(tmp / MODEL_FILE)))
             meta.update(_validate(tmp / MODEL_FILE, spec, data, device, tmp / "val"))

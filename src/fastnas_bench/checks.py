@@ -44,6 +44,12 @@ def check_agreement(metric: str, reference: float, other: float, tolerance: floa
     return f"{label}: {metric} {other:.4f} differs from PyTorch {reference:.4f} by {diff:.4f} > {tolerance:.4f}"
 
 
+def check_matched_flops(method: str, ratio: float, fastnas_ratio: float, tolerance: float) -> str | None:
+    if abs(ratio - fastnas_ratio) <= tolerance:
+        return None
+    return f"{method}: FLOPs ratio {ratio:.4f} is not within ±{tolerance:.2f} of FastNAS's {fastnas_ratio:.4f}"
+
+
 def efficiency(latency_ratio: float, flops_ratio: float) -> float:
     """(1 - latency ratio) / (1 - FLOPs ratio): 1.0 means the FLOPs cut became latency in full."""
     return (1.0 - latency_ratio) / (1.0 - flops_ratio)

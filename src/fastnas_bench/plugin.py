@@ -20,6 +20,7 @@ from fastnas_bench.settings import (
     parse_backends,
     parse_batch_sizes,
     parse_fraction,
+    parse_methods,
     parse_imgsz,
     parse_positive_float,
     parse_profile,
@@ -46,6 +47,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         # argparse %-formats help strings; the descriptions contain percentages.
         help="benchmark profile: " + "; ".join(f"{p.name} ({p.description})" for p in PROFILES.values()).replace("%", "%%"))
     add("--backends", type=_arg_type(parse_backends), default=None, help="comma-separated: pytorch,onnxruntime,tensorrt")
+    add("--methods", type=_arg_type(parse_methods), default=None,
+        help="pruning methods to compare at the same FLOPs: fastnas (default), l2struct, unstructured")
     add("--flops-target", type=_arg_type(parse_flops_target), default=None,
         help="pruned/baseline FLOPs upper bound, e.g. 0.66 or 66%%")
     add("--min-speedup", type=_arg_type(parse_positive_float), default=None,
@@ -73,7 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from fastnas_bench.settings import resolve_settings
 
     opts = {name: config.getoption(name) for name in (
-        "gpu", "profile", "backends", "flops_target", "min_speedup", "max_map_drop", "max_recall_drop",
+        "gpu", "profile", "backends", "methods", "flops_target", "min_speedup", "max_map_drop", "max_recall_drop",
         "batch_sizes", "imgsz", "data", "model", "weights", "cache_dir", "rebuild_variants",
     )}
     try:
@@ -119,6 +122,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
     if "variant_name" in metafunc.fixturenames:
         metafunc.parametrize("variant_name", list(settings.variants))
+    for fixture, names in (
+        ("pruned_name", settings.pruned_names),
+        ("structured_name", settings.structured_names),
+        ("rival_name", tuple(n for n in settings.structured_names if n != settings.profile.pruned.name)),
+        ("unstructured_name", tuple(n for n in settings.pruned_names if n not in settings.structured_names)),
+    ):
+        if fixture in metafunc.fixturenames:
+            metafunc.parametrize(fixture, names)
     if "batch_size" in metafunc.fixturenames:
         metafunc.parametrize("batch_size", settings.profile.batch_sizes, ids=[f"bs{b}" for b in settings.profile.batch_sizes])
 
@@ -192,15 +203,15 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     store = config.stash.get(BASELINES_KEY, None)
     if store is None:
         return
-    speedups = {k: v for k, v in store.produced.items() if k.startswith("test_speedup[")}
+    speedups = {k: v for k, v in store.produced.items() if "speedup" in v}
     if speedups:
         terminalreporter.write_sep("-", "fastnas-bench: speedup (interleaved rounds, same run)")
         for test_id, r in speedups.items():
             terminalreporter.write_line(
                 f"{test_id}: baseline p50 {r['baseline_p50_ms']:.2f} ms (IQR {r['baseline_iqr_ms']:.2f}), "
                 f"pruned p50 {r['pruned_p50_ms']:.2f} ms (IQR {r['pruned_iqr_ms']:.2f}), speedup "
-                f"{r['speedup']:.3f}x (bound {r['min_speedup']:.2f}x), FLOPs ratio {r['flops_ratio']:.3f}, "
-                f"efficiency {r['efficiency']:.2f}"
+                f"{r['speedup']:.3f}x (bound {r['bound']:.2f}x), FLOPs ratio {r['flops_ratio']:.3f}"
+                + (f", efficiency {r['efficiency']:.2f}" if r["efficiency"] is not None else "")
             )
     note = config.stash.get(UPDATE_NOTE_KEY, None)
     if note:

@@ -9,7 +9,10 @@ from typing import Any
 
 from fastnas_bench.backends import BACKEND_NAMES
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.spec import PROFILES, Profile, VariantSpec, parse_flops_target, parse_model
+from fastnas_bench.spec import METHODS, PROFILES, Profile, VariantSpec, parse_flops_target, parse_model
+
+PRUNING_METHODS = tuple(m for m in METHODS if m != "baseline")
+STRUCTURED_METHODS = ("fastnas", "l2struct")
 
 
 def _arg_type(parse):  # type: ignore[no-untyped-def]
@@ -36,6 +39,14 @@ def parse_backends(text: str) -> tuple[str, ...]:
     unknown = [n for n in names if n not in BACKEND_NAMES]
     if not names or unknown:
         raise BadInputError(f"unknown backend(s) {unknown or text!r}; expected a subset of {', '.join(BACKEND_NAMES)}")
+    return names
+
+
+def parse_methods(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in PRUNING_METHODS]
+    if not names or unknown:
+        raise BadInputError(f"unknown pruning method(s) {unknown or text!r}; expected a subset of {', '.join(PRUNING_METHODS)}")
     return names
 
 
@@ -101,11 +112,22 @@ class BenchSettings:
     threads: int
     rebuild_variants: bool
     cache_dir: str | None
+    methods: tuple[str, ...] = ("fastnas",)
 
     @property
     def variants(self) -> dict[str, VariantSpec]:
-        """Variant specs by name (``baseline``, ``fastnas66``), baseline first."""
-        return {spec.name: spec for spec in (self.profile.baseline, self.profile.pruned)}
+        """Variant specs by name (``baseline``, ``fastnas66``, ``l2struct66``, ...), baseline first."""
+        pruned = [replace(self.profile.pruned, method=m) for m in self.methods]  # type: ignore[arg-type]
+        return {spec.name: spec for spec in (self.profile.baseline, *pruned)}
+
+    @property
+    def pruned_names(self) -> tuple[str, ...]:
+        return tuple(name for name, spec in self.variants.items() if spec.method != "baseline")
+
+    @property
+    def structured_names(self) -> tuple[str, ...]:
+        """Pruned variants that change shapes, so a dense backend should run them faster."""
+        return tuple(n for n, spec in self.variants.items() if spec.method in STRUCTURED_METHODS)
 
     @property
     def targets(self) -> tuple[BackendTarget, ...]:
@@ -169,4 +191,5 @@ def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
         threads=cpu_threads(),
         rebuild_variants=bool(opts.get("rebuild_variants")),
         cache_dir=opts.get("cache_dir"),
+        methods=opts.get("methods") or ("fastnas",),
     )

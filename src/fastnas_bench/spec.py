@@ -19,8 +19,8 @@ from typing import Literal
 from fastnas_bench.data import GENERATED_PREFIX
 from fastnas_bench.errors import BadInputError
 
-MethodName = Literal["baseline", "fastnas"]
-METHODS: tuple[str, ...] = ("baseline", "fastnas")
+MethodName = Literal["baseline", "fastnas", "l2struct", "unstructured"]
+METHODS: tuple[str, ...] = ("baseline", "fastnas", "l2struct", "unstructured")
 SCALES: tuple[str, ...] = ("n", "s", "m", "l", "x")
 
 # Packages whose version changes what a build produces; part of every cache key.
@@ -164,6 +164,7 @@ class Profile:
         min_speedup: Lower bound on baseline/pruned median latency, per backend.
         max_map_drop: Upper bound on the mAP50-95 drop (absolute, baseline - pruned).
         max_recall_drop: Upper bound on the recall drop (absolute).
+        max_ap_small_drop: Upper bound on the drop of AP for small objects (absolute, COCO areas).
         description: One line for ``--help`` and the README.
     """
 
@@ -175,6 +176,7 @@ class Profile:
     min_speedup: dict[str, float]
     max_map_drop: float
     max_recall_drop: float
+    max_ap_small_drop: float = 0.10
     description: str = ""
     warmup_rounds: int = 5
     rounds: int = 30

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 
 from fastnas_bench.spec import VariantSpec
@@ -31,6 +32,8 @@ class PruneContext:
         device: Torch device string.
         search_dir: Persistent directory for resumable search state shared across targets.
         work_dir: Scratch directory inside the entry being built (logs, validator output).
+        match_flops_ratio: For rival methods, the FLOPs ratio FastNAS reached at the same target;
+            a rival aims at it so the comparison is at equal FLOPs.
     """
 
     spec: VariantSpec
@@ -38,6 +41,7 @@ class PruneContext:
     device: str
     search_dir: Path
     work_dir: Path
+    match_flops_ratio: float | None = None
 
 
 class PruneMethod(ABC):
@@ -51,6 +55,11 @@ class PruneMethod(ABC):
 
         The result must be a plain Ultralytics-compatible DetectionModel whose forward and
         ``fuse()`` work, so the trainer, validator and exporter accept it unchanged.
+        """
+
+    def constrain(self, model: nn.Module) -> None:
+        """Re-impose the method's structure on ``model`` (after each optimizer step and on the
+        final checkpoint). Structured methods change shapes, which training cannot undo: no-op.
         """
 
 

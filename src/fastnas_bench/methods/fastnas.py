@@ -104,6 +104,18 @@ class _MapScore:
         return float(stats["metrics/mAP50-95(B)"])
 
 
+def search_space_config(model: DetectionModel, channel_divisor: int) -> Any:
+    """FastNAS search-space rules: widths in multiples of ``channel_divisor``, head outputs frozen."""
+    import modelopt.torch.prune as mtp
+
+    config = mtp.fastnas.FastNASConfig()
+    config["nn.Conv2d"]["*"]["channel_divisor"] = channel_divisor
+    config["nn.BatchNorm2d"]["*"]["feature_divisor"] = channel_divisor
+    for pattern in frozen_patterns(model):
+        config["nn.Conv2d"][pattern] = None
+    return config
+
+
 @register("fastnas")
 class FastNAS(PruneMethod):
     """modelopt FastNAS under a FLOPs constraint, scored by validation mAP50-95."""
@@ -116,12 +128,7 @@ class FastNAS(PruneMethod):
         assert spec.flops_target is not None  # guaranteed by VariantSpec
         model = make_traceable(copy.deepcopy(model)).float().to(ctx.device)
 
-        config = mtp.fastnas.FastNASConfig()
-        for pattern in frozen_patterns(model):
-            config["nn.Conv2d"][pattern] = None
-        config["nn.Conv2d"]["*"]["channel_divisor"] = spec.channel_divisor
-        config["nn.BatchNorm2d"]["*"]["feature_divisor"] = spec.channel_divisor
-
+        config = search_space_config(model, spec.channel_divisor)
         score = _MapScore(ctx)
         ctx.search_dir.mkdir(parents=True, exist_ok=True)
         checkpoint = ctx.search_dir / "fastnas_search.pth"

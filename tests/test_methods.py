@@ -1,0 +1,69 @@
+"""Rival pruning methods on a small untrained YOLOv8n (no search, no training: fast)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from ultralytics.nn.tasks import DetectionModel
+
+from fastnas_bench.build import model_gflops
+from fastnas_bench.methods import PruneContext, get_method
+from fastnas_bench.spec import VariantSpec
+
+
+@pytest.fixture(scope="module")
+def stock() -> DetectionModel:
+    torch.manual_seed(0)
+    return DetectionModel("yolov8n.yaml", nc=5, verbose=False).eval()
+
+
+def _ctx(method: str, match: float, tmp_path: Path) -> PruneContext:
+    spec = VariantSpec(method=method, flops_target=0.66, finetune_epochs=1, channel_divisor=8)  # type: ignore[arg-type]
+    return PruneContext(spec=spec, data_yaml=tmp_path / "unused.yaml", device="cpu", search_dir=tmp_path,
+                        work_dir=tmp_path, match_flops_ratio=match)
+
+
+def test_l2struct_lands_at_the_matched_flops(stock: DetectionModel, tmp_path: Path) -> None:
+    pruned = get_method("l2struct").prune(copy.deepcopy(stock), _ctx("l2struct", 0.70, tmp_path))
+    ratio = model_gflops(pruned) / model_gflops(stock)
+    assert 0.66 <= ratio <= 0.70
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        assert pruned.eval()(x)[0].shape == stock(x)[0].shape
+    assert not any(type(m).__name__.startswith("Dynamic") for m in pruned.modules())
+
+
+def test_l2struct_keeps_the_highest_norm_channels(stock: DetectionModel, tmp_path: Path) -> None:
+    pruned = get_method("l2struct").prune(copy.deepcopy(stock), _ctx("l2struct", 0.70, tmp_path))
+    # Layer 2's output feeds only conv 3, whose per-input-channel weight norms rank those channels:
+    # the channels kept must be exactly the highest-ranked ones.
+    full = stock.model[3].conv.weight.detach()  # [out, in, 3, 3]
+    part = pruned.model[3].conv.weight.detach()
+    assert part.shape[1] < full.shape[1]
+    # Identify each kept input channel by its (unique, random) 3x3 kernel in the first kept row.
+    kept = set()
+    for j in range(part.shape[1]):
+        hits = (full - part[0, j]).abs().amax(dim=(2, 3)) < 1e-6  # [out, in]
+        assert hits.sum() == 1
+        kept.add(int(hits.nonzero()[0, 1]))
+    norms = torch.linalg.vector_norm(full.transpose(0, 1).reshape(full.shape[1], -1), dim=1)
+    assert kept == set(torch.argsort(norms, descending=True)[: part.shape[1]].tolist())
+
+
+def test_unstructured_sparsity_and_mask_survive_training(stock: DetectionModel, tmp_path: Path) -> None:
+    method = get_method("unstructured")
+    pruned = method.prune(copy.deepcopy(stock), _ctx("unstructured", 0.62, tmp_path))
+    weights = [m.weight for m in pruned.modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad]
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    total = sum(w.numel() for w in weights)
+    assert zeros / total == pytest.approx(0.38, abs=0.005)
+    assert model_gflops(pruned) == pytest.approx(model_gflops(stock))  # dense shapes: same FLOPs
+    with torch.no_grad():
+        for w in weights:
+            w.add_(0.1)  # what an optimizer step does to zeroed weights
+    method.constrain(pruned)
+    assert sum(int((w == 0).sum()) for w in weights) == zeros
