@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fastnas_bench.backends import BackendUnavailable
+from fastnas_bench.checks import efficiency
 from fastnas_bench.machine import gpu_state
 from fastnas_bench.measure import Measurer
 from fastnas_bench.settings import BackendTarget, BenchSettings
@@ -19,14 +20,23 @@ def test_latency(benchmark, measurer: Measurer, bench_settings: BenchSettings, v
     except BackendUnavailable as e:
         pytest.skip(str(e))
     v = variant(variant_name)
+    base = variant("baseline")
     benchmark.extra_info.update(
         record.summary.as_dict(),
-        variant=variant_name, backend=target.backend, precision=target.precision, batch=batch_size,
-        imgsz=bench_settings.profile.bench_imgsz, params=v.params, gflops=v.gflops,
-        map50_95=v.map50_95, recall=v.recall, output_rel_err=record.output_rel_err, runtime=record.backend_info,
+        variant=variant_name, method=v.spec.method, flops_target=v.spec.flops_target,
+        channel_divisor=v.spec.channel_divisor, backend=target.backend, precision=target.precision,
+        batch=batch_size, imgsz=bench_settings.profile.bench_imgsz, params=v.params, gflops=v.gflops,
+        flops_ratio=v.gflops / base.gflops, map50_95=v.map50_95, recall=v.recall, ap_small=v.meta["ap_small"],
+        output_rel_err=record.output_rel_err, runtime=record.backend_info,
         # Per-round samples feed the statistical regression verdict and the report's distributions.
         latency_samples_ms=[round(s * 1e3, 4) for s in record.samples_s],
     )
+    base_record = measurer.records.get((target.id, "baseline", batch_size))
+    if variant_name != "baseline" and base_record is not None:
+        ratio = base_record.summary.latency_p50_ms / record.summary.latency_p50_ms
+        benchmark.extra_info["speedup_vs_baseline"] = ratio
+        if v.gflops < base.gflops:  # efficiency is undefined when no FLOPs were removed (unstructured)
+            benchmark.extra_info["efficiency"] = efficiency(1 / ratio, v.gflops / base.gflops)
     if before is not None:
         benchmark.extra_info.update(gpu_state_before=before, gpu_state_after=gpu_state())
     assert record.summary.latency_p50_ms > 0

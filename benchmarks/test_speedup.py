@@ -33,11 +33,11 @@ def _record(baselines, request, base: LatencySummary, pruned: LatencySummary, fl
     return value
 
 
-def test_speedup(measurer: Measurer, bench_settings: BenchSettings, baselines, request, baseline_variant, variant,
+def test_speedup(measurer: Measurer, bench_settings: BenchSettings, baselines, request, variant,
                  target: BackendTarget, structured_name: str, batch_size: int) -> None:
     base, pruned = _interleaved(measurer, target, structured_name, batch_size)
     bound = bench_settings.profile.min_speedup[target.backend]
-    _record(baselines, request, base, pruned, variant(structured_name).gflops / baseline_variant.gflops, bound)
+    _record(baselines, request, base, pruned, variant(structured_name).gflops / variant("baseline").gflops, bound)
     message = check_speedup(f"{target.id} {structured_name} bs{batch_size}", base, pruned, bound)
     if message:
         pytest.fail(message)

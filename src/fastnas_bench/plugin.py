@@ -129,7 +129,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         ("unstructured_name", tuple(n for n in settings.pruned_names if n not in settings.structured_names)),
     ):
         if fixture in metafunc.fixturenames:
-            metafunc.parametrize(fixture, names)
+            if names:
+                metafunc.parametrize(fixture, names)
+            else:
+                reason = f"no {fixture.removesuffix('_name')} variant selected (choose methods with --methods)"
+                metafunc.parametrize(fixture, [pytest.param(None, id="none", marks=pytest.mark.skip(reason=reason))])
     if "batch_size" in metafunc.fixturenames:
         metafunc.parametrize("batch_size", settings.profile.batch_sizes, ids=[f"bs{b}" for b in settings.profile.batch_sizes])
 

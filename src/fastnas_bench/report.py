@@ -7,6 +7,7 @@ only the ``test_latency`` entries are used, through the ``extra_info`` the suite
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ class Row:
     run: str
     target: str
     variant: str
+    method: str
     batch: int
     params: int
     gflops: float
     map50_95: float
     recall: float
+    ap_small: float | None
     latency_p50_ms: float
     latency_p90_ms: float
     samples_ms: tuple[float, ...]
@@ -50,10 +53,11 @@ def load_rows(path: Path) -> list[Row]:
             continue
         target = info["backend"] if info["precision"] == "fp32" else f"{info['backend']}-{info['precision']}"
         rows.append(Row(
-            run=path.stem, target=target, variant=info["variant"], batch=int(info["batch"]),
-            params=int(info["params"]), gflops=float(info["gflops"]), map50_95=float(info["map50_95"]),
-            recall=float(info["recall"]), latency_p50_ms=float(info["latency_p50_ms"]),
-            latency_p90_ms=float(info["latency_p90_ms"]),
+            run=path.stem, target=target, variant=info["variant"],
+            method=info.get("method", "baseline" if info["variant"] == "baseline" else "fastnas"),
+            batch=int(info["batch"]), params=int(info["params"]), gflops=float(info["gflops"]),
+            map50_95=float(info["map50_95"]), recall=float(info["recall"]), ap_small=info.get("ap_small"),
+            latency_p50_ms=float(info["latency_p50_ms"]), latency_p90_ms=float(info["latency_p90_ms"]),
             samples_ms=tuple(float(v) for v in info.get("latency_samples_ms", ())),
         ))
     if not rows:
@@ -66,69 +70,86 @@ def _pct(new: float, old: float) -> str:
 
 
 def summarize(rows: list[Row]) -> dict[str, Any]:
-    """Seed-style comparison of the baseline and the pruned variant of the newest run."""
+    """Per-variant figures of the newest run, with speedup and efficiency against its baseline."""
     run = rows[-1].run
     latest = [r for r in rows if r.run == run]
-    base = [r for r in latest if r.variant == "baseline"]
-    pruned = [r for r in latest if r.variant != "baseline"]
-    if not base or not pruned:
-        raise BadInputError(f"run {run} lacks a baseline or a pruned latency result")
-    b0, p0 = base[0], pruned[0]
-    flops_ratio = p0.gflops / b0.gflops
-    backends = []
-    for b in base:
-        match = next((p for p in pruned if p.target == b.target and p.batch == b.batch), None)
-        if match is None:
-            continue
-        latency_ratio = match.latency_p50_ms / b.latency_p50_ms
-        backends.append({
-            "target": b.target, "batch": b.batch,
-            "baseline_p50_ms": b.latency_p50_ms, "pruned_p50_ms": match.latency_p50_ms,
-            "baseline_p90_ms": b.latency_p90_ms, "pruned_p90_ms": match.latency_p90_ms,
-            "speedup": b.latency_p50_ms / match.latency_p50_ms,
-            "efficiency": efficiency(latency_ratio, flops_ratio),
+    base = {(r.target, r.batch): r for r in latest if r.variant == "baseline"}
+    if not base:
+        raise BadInputError(f"run {run} has no baseline latency result")
+    base_gflops = next(iter(base.values())).gflops
+    variants: dict[str, dict[str, Any]] = {}
+    for r in latest:
+        v = variants.setdefault(r.variant, {
+            "method": r.method, "params": r.params, "gflops": r.gflops, "flops_ratio": r.gflops / base_gflops,
+            "map50_95": r.map50_95, "recall": r.recall, "ap_small": r.ap_small, "latency": {},
         })
-    return {
-        "run": run, "pruned_variant": p0.variant, "flops_ratio": flops_ratio,
-        "baseline": {"params": b0.params, "gflops": b0.gflops, "map50_95": b0.map50_95, "recall": b0.recall},
-        "pruned": {"params": p0.params, "gflops": p0.gflops, "map50_95": p0.map50_95, "recall": p0.recall},
-        "backends": backends,
-    }
+        b = base.get((r.target, r.batch))
+        entry: dict[str, Any] = {"p50_ms": r.latency_p50_ms, "p90_ms": r.latency_p90_ms}
+        if b is not None and r.variant != "baseline":
+            entry["speedup"] = b.latency_p50_ms / r.latency_p50_ms
+            if r.gflops < base_gflops:
+                entry["efficiency"] = efficiency(r.latency_p50_ms / b.latency_p50_ms, r.gflops / base_gflops)
+        v["latency"][f"{r.target} bs{r.batch}"] = entry
+    return {"run": run, "variants": variants}
 
 
-def to_markdown(summary: dict[str, Any], runs: list[str]) -> str:
-    b, p = summary["baseline"], summary["pruned"]
+def _seed_table(summary: dict[str, Any]) -> list[str]:
+    variants = summary["variants"]
+    pruned_name = next((n for n, v in variants.items() if v["method"] == "fastnas"), None)
+    if pruned_name is None:
+        return []
+    b, p = variants["baseline"], variants[pruned_name]
     lines = [
-        f"# fastnas-bench report — run {summary['run']}",
-        "",
-        f"Runs read: {', '.join(runs)}",
-        "",
-        f"| Metric | Baseline | Pruned ({summary['pruned_variant']}) | Change |",
+        f"| Metric | Baseline | Pruned ({pruned_name}) | Change |",
         "|---|---|---|---|",
         f"| Parameters | {b['params'] / 1e6:.2f}M | {p['params'] / 1e6:.2f}M | {_pct(p['params'], b['params'])} |",
         f"| GFLOPs (640 px) | {b['gflops']:.2f} | {p['gflops']:.2f} | {_pct(p['gflops'], b['gflops'])} |",
     ]
-    for be in summary["backends"]:
-        lines.append(
-            f"| Latency {be['target']} bs{be['batch']} (ms, p50 / p90) | {be['baseline_p50_ms']:.2f} / "
-            f"{be['baseline_p90_ms']:.2f} | {be['pruned_p50_ms']:.2f} / {be['pruned_p90_ms']:.2f} | "
-            f"{_pct(be['pruned_p50_ms'], be['baseline_p50_ms'])} |"
-        )
+    for key, lat in b["latency"].items():
+        if key in p["latency"]:
+            lines.append(f"| Latency {key} (ms, p50) | {lat['p50_ms']:.2f} | {p['latency'][key]['p50_ms']:.2f} | "
+                         f"{_pct(p['latency'][key]['p50_ms'], lat['p50_ms'])} |")
     lines += [
         f"| mAP50-95 | {b['map50_95']:.3f} | {p['map50_95']:.3f} | {(p['map50_95'] - b['map50_95']) * 100:+.1f}pp |",
         f"| Recall | {b['recall']:.3f} | {p['recall']:.3f} | {(p['recall'] - b['recall']) * 100:+.1f}pp |",
-        "",
-        "## FLOPs → latency efficiency",
-        "",
-        "efficiency = (1 − latency ratio) / (1 − FLOPs ratio); 1.0 means the FLOPs cut became latency in full "
-        "(the reference experiment reached 0.58).",
-        "",
-        "| Backend | Batch | Speedup | Efficiency |",
-        "|---|---|---|---|",
     ]
-    for be in summary["backends"]:
-        lines.append(f"| {be['target']} | {be['batch']} | {be['speedup']:.3f}x | {be['efficiency']:.2f} |")
-    lines += ["", "![latency distributions](latency.png)", "", "![FLOPs vs latency](flops_latency.png)", ""]
+    return lines
+
+
+def to_markdown(summary: dict[str, Any], runs: list[str]) -> str:
+    variants = summary["variants"]
+    keys = sorted({k for v in variants.values() for k in v["latency"]})
+    lines = [f"# fastnas-bench report — run {summary['run']}", "", f"Runs read: {', '.join(runs)}", ""]
+    lines += _seed_table(summary)
+    lines += [
+        "",
+        "## All variants",
+        "",
+        "Latency p50 / p90 in ms; speedup = baseline p50 / variant p50 (same backend, batch and run); "
+        "efficiency = (1 − latency ratio) / (1 − FLOPs ratio), 1.0 meaning the FLOPs cut became latency in "
+        "full (the reference experiment reached 0.58).",
+        "",
+        "| Variant | Params | GFLOPs | FLOPs ratio | " + " | ".join(keys) + " | mAP50-95 | AP_small | Recall |",
+        "|---" * (8 + len(keys) - 1) + "|",
+    ]
+    for name, v in variants.items():
+        cells = []
+        for key in keys:
+            lat = v["latency"].get(key)
+            if lat is None:
+                cells.append("—")
+                continue
+            cell = f"{lat['p50_ms']:.1f} / {lat['p90_ms']:.1f}"
+            if "speedup" in lat:
+                cell += f", {lat['speedup']:.2f}x"
+            if "efficiency" in lat:
+                cell += f", eff {lat['efficiency']:.2f}"
+            cells.append(cell)
+        ap_small = f"{v['ap_small']:.3f}" if v["ap_small"] is not None else "—"
+        lines.append(f"| {name} | {v['params'] / 1e6:.2f}M | {v['gflops']:.2f} | {v['flops_ratio']:.3f} | "
+                     + " | ".join(cells) + f" | {v['map50_95']:.3f} | {ap_small} | {v['recall']:.3f} |")
+    lines += ["", "![latency distributions](latency.png)", "", "![FLOPs vs latency](flops_latency.png)", "",
+              "![Pareto: latency vs mAP50-95](pareto.png)", ""]
     return "\n".join(lines)
 
 
@@ -140,34 +161,63 @@ def _plots(rows: list[Row], out: Path) -> list[Path]:
 
     run = rows[-1].run
     latest = [r for r in rows if r.run == run]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(latest)), 4.5))
     labelled = [r for r in latest if r.samples_ms]
-    ax.boxplot([r.samples_ms for r in labelled], showfliers=True)
-    ax.set_xticks(range(1, len(labelled) + 1), [f"{r.target}\n{r.variant} bs{r.batch}" for r in labelled], fontsize=8)
+    ax.boxplot([r.samples_ms for r in labelled])
+    ax.set_xticks(range(1, len(labelled) + 1), [f"{r.target}\n{r.variant}\nbs{r.batch}" for r in labelled], fontsize=7)
     ax.set_ylabel("latency per call (ms)")
     ax.set_title(f"Latency distributions — run {run}")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    latency_png = out / "latency.png"
-    fig.savefig(latency_png, dpi=120)
+    paths.append(out / "latency.png")
+    fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for target in sorted({(r.target, r.batch) for r in latest}):
-        points = sorted((r.gflops, r.latency_p50_ms, r.variant) for r in latest if (r.target, r.batch) == target)
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{target[0]} bs{target[1]}")
-        for g, lat, name in points:
-            ax.annotate(name, (g, lat), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    by_target: dict[tuple[str, int], list[Row]] = defaultdict(list)
+    for r in latest:
+        by_target[(r.target, r.batch)].append(r)
+    for (target, batch), group in sorted(by_target.items()):
+        group.sort(key=lambda r: r.gflops)
+        ax.scatter([r.gflops for r in group], [r.latency_p50_ms for r in group], label=f"{target} bs{batch}")
+        for r in group:
+            ax.annotate(r.variant, (r.gflops, r.latency_p50_ms), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel("GFLOPs at 640 px")
     ax.set_ylabel("median latency (ms)")
     ax.set_title("FLOPs vs latency")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    flops_png = out / "flops_latency.png"
-    fig.savefig(flops_png, dpi=120)
+    paths.append(out / "flops_latency.png")
+    fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
-    return [latency_png, flops_png]
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    lines: dict[tuple[str, int, str], list[Row]] = defaultdict(list)
+    for r in latest:
+        lines[(r.target, r.batch, r.method)].append(r)
+    baselines = {(r.target, r.batch): r for r in latest if r.method == "baseline"}
+    for (target, batch, method), group in sorted(lines.items()):
+        if method == "baseline":
+            continue
+        b = baselines.get((target, batch))
+        points = sorted(([b] if b else []) + group, key=lambda r: r.latency_p50_ms)
+        ax.plot([r.latency_p50_ms for r in points], [r.map50_95 for r in points], marker="o",
+                label=f"{method} · {target} bs{batch}")
+    for (target, batch), b in baselines.items():
+        ax.scatter([b.latency_p50_ms], [b.map50_95], marker="*", s=120, color="black", zorder=3)
+    ax.set_xlabel("median latency (ms)")
+    ax.set_ylabel("mAP50-95")
+    ax.set_title("Pareto: latency vs accuracy (★ baseline)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out / "pareto.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
 
 
 def write_report(runs: list[Path], out: Path) -> list[Path]:
