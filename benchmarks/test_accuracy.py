@@ -20,16 +20,17 @@ def _fail_if(message: str | None) -> None:
         pytest.fail(message)
 
 
-def test_flops_ratio(baseline_variant: Variant, variant, structured_name: str, bench_settings: BenchSettings) -> None:
-    target = bench_settings.profile.pruned.flops_target
-    assert target is not None
-    _fail_if(check_flops_ratio(baseline_variant.gflops, variant(structured_name).gflops, target))
+def test_flops_ratio(baseline_variant: Variant, variant, structured_name: str) -> None:
+    v = variant(structured_name)
+    assert v.spec.flops_target is not None
+    _fail_if(check_flops_ratio(baseline_variant.gflops, v.gflops, v.spec.flops_target))
 
 
-def test_matched_flops(pruned_variant: Variant, variant, rival_name: str) -> None:
+def test_matched_flops(variant, rival_name: str) -> None:
     """Rival structured methods sit at the FLOPs FastNAS reached, so latency differences are fair."""
-    _fail_if(check_matched_flops(rival_name, variant(rival_name).meta["flops_ratio"],
-                                 pruned_variant.meta["flops_ratio"], MATCHED_FLOPS_TOLERANCE))
+    rival = variant(rival_name)
+    _fail_if(check_matched_flops(rival_name, rival.meta["flops_ratio"], rival.meta["matched_flops_ratio"],
+                                 MATCHED_FLOPS_TOLERANCE))
 
 
 def test_finetune_kept_structure(variant, pruned_name: str) -> None:

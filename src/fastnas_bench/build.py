@@ -298,6 +298,8 @@ def build_variant(
                     model = method.prune(model, _prune_context(spec, Path(data), device, source, match, cache, tmp / "work"))
                     constrain = method.constrain
                     meta["pruned_before_finetune"] = _describe(model)
+                    if match is not None:
+                        meta["matched_flops_ratio"] = match
                 best = _finetune(model, spec, data, device, tmp / "train", constrain)
             shutil.copyfile(best, tmp / MODEL_FILE)
             meta.update(_describe(load_model(tmp / MODEL_FILE)))

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.settings import _arg_type, parse_profile
-from fastnas_bench.spec import PROFILES, parse_flops_target
+from fastnas_bench.settings import _arg_type, parse_flops_targets, parse_methods, parse_profile
+from fastnas_bench.spec import PROFILES
 
 log = logging.getLogger("fastnas_bench")
 
@@ -31,9 +31,10 @@ def _build(args: argparse.Namespace) -> int:
         build_variant(profile.pruned.source(), cache, device, rebuild=True)
     baseline = build_variant(profile.baseline, cache, device, rebuild=args.rebuild)
     rows.append(baseline)
-    for target in targets:
-        spec = replace(profile.pruned, flops_target=target)
-        rows.append(build_variant(spec, cache, device, rebuild=args.rebuild))
+    for method in args.methods:
+        for target in targets:
+            spec = replace(profile.pruned, method=method, flops_target=target)
+            rows.append(build_variant(spec, cache, device, rebuild=args.rebuild))
     print(f"{'variant':<12} {'params':>10} {'GFLOPs':>8} {'ratio':>6} {'mAP50-95':>9} {'recall':>7} {'build s':>8}  entry")
     for v in rows:
         ratio = v.gflops / baseline.gflops
@@ -58,8 +59,10 @@ def make_parser() -> argparse.ArgumentParser:
 
     build = sub.add_parser("build", help="build (or verify cached) baseline and pruned variants")
     build.add_argument("--profile", type=_arg_type(parse_profile), default="cpu", help=f"one of {', '.join(PROFILES)}")
-    build.add_argument("--flops-targets", type=_arg_type(lambda s: [parse_flops_target(v) for v in s.split(",")]),
+    build.add_argument("--flops-targets", type=_arg_type(parse_flops_targets),
                        default=None, help="comma-separated FLOPs targets, e.g. 0.9,0.8,0.66,0.5")
+    build.add_argument("--methods", type=_arg_type(parse_methods), default=("fastnas",),
+                       help="pruning methods: fastnas, l2struct, unstructured (comma-separated)")
     build.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
     build.add_argument("--cache-dir", default=None, help="cache root (default: $FASTNAS_BENCH_CACHE or user cache)")
     build.add_argument("--rebuild", action="store_true", help="rebuild the entries even if cached")

@@ -19,9 +19,11 @@ from fastnas_bench.settings import (
     _arg_type,
     parse_backends,
     parse_batch_sizes,
+    parse_divisors,
+    parse_flops_targets,
     parse_fraction,
-    parse_methods,
     parse_imgsz,
+    parse_methods,
     parse_positive_float,
     parse_profile,
 )
@@ -51,6 +53,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="pruning methods to compare at the same FLOPs: fastnas (default), l2struct, unstructured")
     add("--flops-target", type=_arg_type(parse_flops_target), default=None,
         help="pruned/baseline FLOPs upper bound, e.g. 0.66 or 66%%")
+    add("--flops-targets", type=_arg_type(parse_flops_targets), default=None,
+        help="several FLOPs targets for a sweep, e.g. 0.9,0.8,0.66,0.5 (one variant per target and method; "
+             "FastNAS reuses its sensitivity map, so extra targets cost no new score calls)")
+    add("--channel-divisors", type=_arg_type(parse_divisors), default=None,
+        help="FastNAS channel granularities to compare at equal FLOPs, e.g. 8,16,32,64")
     add("--min-speedup", type=_arg_type(parse_positive_float), default=None,
         help="required baseline/pruned median latency ratio (overrides per-backend profile defaults)")
     add("--max-map-drop", type=_arg_type(parse_fraction), default=None, help="allowed mAP50-95 drop (absolute)")
@@ -76,7 +83,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from fastnas_bench.settings import resolve_settings
 
     opts = {name: config.getoption(name) for name in (
-        "gpu", "profile", "backends", "methods", "flops_target", "min_speedup", "max_map_drop", "max_recall_drop",
+        "gpu", "profile", "backends", "methods", "flops_target", "flops_targets", "channel_divisors", "min_speedup", "max_map_drop", "max_recall_drop",
         "batch_sizes", "imgsz", "data", "model", "weights", "cache_dir", "rebuild_variants",
     )}
     try:
@@ -125,7 +132,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for fixture, names in (
         ("pruned_name", settings.pruned_names),
         ("structured_name", settings.structured_names),
-        ("rival_name", tuple(n for n in settings.structured_names if n != settings.profile.pruned.name)),
+        ("rival_name", tuple(n for n in settings.structured_names if settings.variants[n].method != "fastnas")),
         ("unstructured_name", tuple(n for n in settings.pruned_names if n not in settings.structured_names)),
     ):
         if fixture in metafunc.fixturenames:

@@ -50,6 +50,23 @@ def parse_methods(text: str) -> tuple[str, ...]:
     return names
 
 
+def parse_flops_targets(text: str) -> tuple[float, ...]:
+    targets = tuple(dict.fromkeys(parse_flops_target(v) for v in text.split(",") if v.strip()))
+    if not targets:
+        raise BadInputError(f"FLOPs targets {text!r} name no target")
+    return targets
+
+
+def parse_divisors(text: str) -> tuple[int, ...]:
+    try:
+        divisors = tuple(dict.fromkeys(int(v) for v in text.split(",")))
+    except ValueError:
+        raise BadInputError(f"channel divisors {text!r} must be comma-separated integers") from None
+    if not divisors or any(d < 1 for d in divisors):
+        raise BadInputError(f"channel divisors {text!r} must all be ≥ 1")
+    return divisors
+
+
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(v) for v in text.split(","))
@@ -113,12 +130,22 @@ class BenchSettings:
     rebuild_variants: bool
     cache_dir: str | None
     methods: tuple[str, ...] = ("fastnas",)
+    flops_targets: tuple[float, ...] = ()
+    channel_divisors: tuple[int, ...] = ()
 
     @property
     def variants(self) -> dict[str, VariantSpec]:
         """Variant specs by name (``baseline``, ``fastnas66``, ``l2struct66``, ...), baseline first."""
-        pruned = [replace(self.profile.pruned, method=m) for m in self.methods]  # type: ignore[arg-type]
-        return {spec.name: spec for spec in (self.profile.baseline, *pruned)}
+        targets = self.flops_targets or (self.profile.pruned.flops_target,)
+        divisors = self.channel_divisors or (self.profile.pruned.channel_divisor,)
+        variants = {"baseline": self.profile.baseline}
+        for method in self.methods:
+            for target in targets:
+                for divisor in divisors:
+                    spec = replace(self.profile.pruned, method=method, flops_target=target, channel_divisor=divisor)  # type: ignore[arg-type]
+                    # The divisor joins the name only when several are compared (fastnas66d8 ...).
+                    variants[spec.name + (f"d{divisor}" if len(divisors) > 1 else "")] = spec
+        return variants
 
     @property
     def pruned_names(self) -> tuple[str, ...]:
@@ -154,6 +181,8 @@ def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
         opts: Option values keyed by dest (``None`` where not given).
     """
     gpu = bool(opts.get("gpu"))
+    if opts.get("flops_target") is not None and opts.get("flops_targets"):
+        raise BadInputError("give either --flops-target or --flops-targets, not both")
     profile = PROFILES[opts.get("profile") or ("paper" if gpu else "cpu")]
     if profile.device == "cuda" and not gpu:
         raise BadInputError(f"profile {profile.name!r} runs on CUDA; add --gpu")
@@ -192,4 +221,6 @@ def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
         rebuild_variants=bool(opts.get("rebuild_variants")),
         cache_dir=opts.get("cache_dir"),
         methods=opts.get("methods") or ("fastnas",),
+        flops_targets=opts.get("flops_targets") or (),
+        channel_divisors=opts.get("channel_divisors") or (),
     )

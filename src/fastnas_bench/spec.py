@@ -23,6 +23,8 @@ MethodName = Literal["baseline", "fastnas", "l2struct", "unstructured"]
 METHODS: tuple[str, ...] = ("baseline", "fastnas", "l2struct", "unstructured")
 SCALES: tuple[str, ...] = ("n", "s", "m", "l", "x")
 
+#: Bumped whenever the pipeline changes what an entry holds; part of every cache key.
+PIPELINE_VERSION = 2
 # Packages whose version changes what a build produces; part of every cache key.
 _KEY_PACKAGES: tuple[str, ...] = ("torch", "ultralytics", "nvidia-modelopt")
 
@@ -145,7 +147,8 @@ class VariantSpec:
     def key(self) -> str:
         """Content hash of the spec and the versions of the packages that shape the artifact."""
         blob = json.dumps(
-            {"spec": self.to_dict(), "versions": {p: package_version(p) for p in _KEY_PACKAGES}},
+            {"spec": self.to_dict(), "pipeline": PIPELINE_VERSION,
+             "versions": {p: package_version(p) for p in _KEY_PACKAGES}},
             sort_keys=True,
         )
         return f"{self.model}-{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
