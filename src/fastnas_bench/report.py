@@ -153,6 +153,15 @@ def to_markdown(summary: dict[str, Any], runs: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _plots(rows: list[Row], out: Path) -> list[Path]:
     import matplotlib
 
@@ -170,10 +179,7 @@ def _plots(rows: list[Row], out: Path) -> list[Path]:
     ax.set_ylabel("latency per call (ms)")
     ax.set_title(f"Latency distributions — run {run}")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    paths.append(out / "latency.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out / "latency.png"))
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     by_target: dict[tuple[str, int], list[Row]] = defaultdict(list)
@@ -189,10 +195,7 @@ def _plots(rows: list[Row], out: Path) -> list[Path]:
     ax.set_title("FLOPs vs latency")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out / "flops_latency.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out / "flops_latency.png"))
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     lines: dict[tuple[str, int, str], list[Row]] = defaultdict(list)
@@ -213,10 +216,7 @@ def _plots(rows: list[Row], out: Path) -> list[Path]:
     ax.set_title("Pareto: latency vs accuracy (★ baseline)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out / "pareto.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out / "pareto.png"))
     return paths
 
 

@@ -34,20 +34,21 @@ def parse_profile(text: str) -> str:
     return text
 
 
-def parse_backends(text: str) -> tuple[str, ...]:
+def _parse_names(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """Comma-separated names, deduplicated in order; every one must be in ``allowed``."""
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in BACKEND_NAMES]
+    unknown = [n for n in names if n not in allowed]
     if not names or unknown:
-        raise BadInputError(f"unknown backend(s) {unknown or text!r}; expected a subset of {', '.join(BACKEND_NAMES)}")
+        raise BadInputError(f"unknown {what}(s) {unknown or text!r}; expected a subset of {', '.join(allowed)}")
     return names
+
+
+def parse_backends(text: str) -> tuple[str, ...]:
+    return _parse_names(text, BACKEND_NAMES, "backend")
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in PRUNING_METHODS]
-    if not names or unknown:
-        raise BadInputError(f"unknown pruning method(s) {unknown or text!r}; expected a subset of {', '.join(PRUNING_METHODS)}")
-    return names
+    return _parse_names(text, PRUNING_METHODS, "pruning method")
 
 
 def parse_flops_targets(text: str) -> tuple[float, ...]:
