@@ -31,7 +31,9 @@ def run_file(tmp_path: Path) -> Path:
         _bench("onnxruntime", "fastnas66", "fastnas", 37.0, 5.0, 0.31),
         _bench("onnxruntime", "unstructured66", "unstructured", 50.5, 8.0, 0.30),
         {"name": "test_speedup[onnxruntime-fastnas66-bs1]", "extra_info": {}},
-    ]}
+    ], "fastnas_bench": {"speedups": {"test_speedup[onnxruntime-fastnas66-bs1]": {
+        "speedup": 1.31, "bound": 1.15, "flops_ratio": 0.625, "efficiency": 0.63,
+        "baseline_p50_ms": 50.0, "pruned_p50_ms": 38.2}}}}
     path = tmp_path / "0001_run.json"
     path.write_text(json.dumps(doc))
     return path
@@ -53,6 +55,7 @@ def test_cli_report_writes_markdown_json_and_pngs(run_file: Path, tmp_path: Path
     assert "| Parameters | 3.00M | 1.50M | -50.0% |" in md
     assert "| Latency onnxruntime bs1 (ms, p50) | 50.00 | 37.00 | -26.0% |" in md
     assert "eff 0.69" in md
+    assert "| test_speedup[onnxruntime-fastnas66-bs1] | 50.00 | 38.20 | 1.310x | 1.15x | 0.625 | 0.63 |" in md
     for png in ("latency.png", "flops_latency.png", "pareto.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "report.json").read_text())["summary"]["run"] == "0001_run"

@@ -162,6 +162,14 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info["fastnas_bench"]["machine_class"] = config.stash[BASELINES_KEY].machine_class
 
 
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]) -> None:
+    """Save the interleaved-round speedups with the run, for ``fastnas-bench report``."""
+    store = config.stash.get(BASELINES_KEY, None)
+    if store is not None:
+        speedups = {k: v for k, v in store.produced.items() if "speedup" in v}
+        output_json["fastnas_bench"] = {"speedups": speedups, "profile": store.profile}
+
+
 def pytest_benchmark_compare_machine_info(
     config: pytest.Config, benchmarksession: Any, machine_info: dict[str, Any], compared_benchmark: dict[str, Any]
 ) -> None:

@@ -65,6 +65,12 @@ def load_rows(path: Path) -> list[Row]:
     return rows
 
 
+def load_speedups(path: Path) -> dict[str, dict[str, Any]]:
+    """The interleaved-round speedups the suite adds to a saved run (empty for older runs)."""
+    doc = json.loads(path.read_text())
+    return dict(doc.get("fastnas_bench", {}).get("speedups", {}))
+
+
 def _pct(new: float, old: float) -> str:
     return f"{(new / old - 1) * 100:+.1f}%"
 
@@ -116,14 +122,35 @@ def _seed_table(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def to_markdown(summary: dict[str, Any], runs: list[str]) -> str:
+def _speedup_table(speedups: dict[str, dict[str, Any]]) -> list[str]:
+    if not speedups:
+        return []
+    lines = [
+        "",
+        "## Speedup, interleaved rounds (the gated figure)",
+        "",
+        "Baseline and variant timed in alternating rounds within one test, so machine drift cannot favour "
+        "either side; these are the figures `test_speedup` asserts on.",
+        "",
+        "| Test | Baseline p50 (ms) | Variant p50 (ms) | Speedup | Bound | FLOPs ratio | Efficiency |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for test_id, r in speedups.items():
+        eff = f"{r['efficiency']:.2f}" if r.get("efficiency") is not None else "—"
+        lines.append(f"| {test_id} | {r['baseline_p50_ms']:.2f} | {r['pruned_p50_ms']:.2f} | {r['speedup']:.3f}x | "
+                     f"{r['bound']:.2f}x | {r['flops_ratio']:.3f} | {eff} |")
+    return lines
+
+
+def to_markdown(summary: dict[str, Any], runs: list[str], speedups: dict[str, dict[str, Any]] | None = None) -> str:
     variants = summary["variants"]
     keys = sorted({k for v in variants.values() for k in v["latency"]})
     lines = [f"# fastnas-bench report — run {summary['run']}", "", f"Runs read: {', '.join(runs)}", ""]
     lines += _seed_table(summary)
+    lines += _speedup_table(speedups or {})
     lines += [
         "",
-        "## All variants",
+        "## All variants (separately timed `test_latency` runs)",
         "",
         "Latency p50 / p90 in ms; speedup = baseline p50 / variant p50 (same backend, batch and run); "
         "efficiency = (1 − latency ratio) / (1 − FLOPs ratio), 1.0 meaning the FLOPs cut became latency in "
@@ -177,7 +204,7 @@ def _plots(rows: list[Row], out: Path) -> list[Path]:
     ax.boxplot([r.samples_ms for r in labelled])
     ax.set_xticks(range(1, len(labelled) + 1), [f"{r.target}\n{r.variant}\nbs{r.batch}" for r in labelled], fontsize=7)
     ax.set_ylabel("latency per call (ms)")
-    ax.set_title(f"Latency distributions — run {run}")
+    ax.set_title(f"Latency distributions — run {run.split('_')[0]}")
     ax.grid(axis="y", alpha=0.3)
     paths.append(_save(fig, out / "latency.png"))
 
@@ -224,9 +251,10 @@ def write_report(runs: list[Path], out: Path) -> list[Path]:
     """Write ``report.md``, ``report.json`` and the PNG plots into ``out``; return their paths."""
     rows = [row for path in runs for row in load_rows(path)]
     summary = summarize(rows)
+    speedups = load_speedups(runs[-1])
     out.mkdir(parents=True, exist_ok=True)
     md = out / "report.md"
-    md.write_text(to_markdown(summary, [p.name for p in runs]))
+    md.write_text(to_markdown(summary, [p.name for p in runs], speedups))
     js = out / "report.json"
-    js.write_text(json.dumps({"summary": summary, "rows": [asdict(r) for r in rows]}, indent=2))
+    js.write_text(json.dumps({"summary": summary, "speedups": speedups, "rows": [asdict(r) for r in rows]}, indent=2))
     return [md, js, *_plots(rows, out)]
