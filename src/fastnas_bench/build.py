@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -97,8 +98,10 @@ def load_model(weights: Path | str) -> torch.nn.Module:
 
     try:
         model, _ = load_checkpoint(str(weights), device="cpu")
-    except (OSError, RuntimeError, EOFError, KeyError, AttributeError) as e:
-        raise BadInputError(f"weights {weights} could not be loaded: {type(e).__name__}: {e}") from None
+    except (OSError, RuntimeError, EOFError, KeyError, AttributeError, TypeError, pickle.UnpicklingError) as e:
+        # Ultralytics wraps unpickling errors in a TypeError with a multi-line message; keep one line.
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BadInputError(f"weights {weights} could not be loaded: {first_line}") from None
     return model.float().eval()
 
 

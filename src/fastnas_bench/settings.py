@@ -195,6 +195,8 @@ def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
         "weights": opts.get("weights"),
     }
     pruned = replace(pruned, **{k: v for k, v in spec_overrides.items() if v is not None})
+    if opts.get("weights"):
+        pruned = replace(pruned, epochs=0)  # given weights are the source as they are
     bench_overrides: dict[str, Any] = {"pruned": pruned}
     if opts.get("imgsz"):
         bench_overrides["bench_imgsz"] = opts["imgsz"]

@@ -72,12 +72,13 @@ class VariantSpec:
     Attributes:
         model: ``yolov8<scale>``.
         weights: Pretrained weights: a local ``.pt`` path, or an Ultralytics asset name such as
-            ``yolov8m.pt`` that Ultralytics downloads when online. ``None`` trains the baseline
+            ``yolov8m.pt`` that Ultralytics downloads when online. ``None`` trains the source
             from the model YAML for ``epochs``.
         data: A dataset YAML (path or Ultralytics name like ``coco128.yaml``), or ``generated``
             for the deterministic offline dataset.
         imgsz: Train/validation/search image size in pixels.
-        epochs: Baseline training epochs when ``weights`` is ``None``.
+        epochs: Training epochs of the source model: from the YAML when ``weights`` is ``None``
+            (must be ≥ 1), else on top of the weights (0 = use them as they are).
         batch: Training batch size.
         seed: Seed for data generation and training.
         method: ``baseline`` or a pruning method name.
@@ -105,7 +106,7 @@ class VariantSpec:
         if self.imgsz < 32 or self.imgsz % 32:
             raise BadInputError(f"imgsz {self.imgsz} must be a positive multiple of 32")
         for name in ("epochs", "batch", "finetune_epochs", "channel_divisor"):
-            if getattr(self, name) < (0 if name == "finetune_epochs" else 1):
+            if getattr(self, name) < (0 if name in ("epochs", "finetune_epochs") else 1):
                 raise BadInputError(f"{name} {getattr(self, name)} is out of range")
         if self.weights is None and self.epochs < 1:
             raise BadInputError("epochs must be ≥ 1 when training the baseline from YAML")
@@ -224,7 +225,7 @@ PROFILES: dict[str, Profile] = {
             name="paper",
             description="the reference setup: yolov8m.pt, coco128, 640 px, FLOPs ≤ 66%, 50 fine-tune epochs (CUDA)",
             pruned=VariantSpec(
-                model="yolov8m", weights="yolov8m.pt", data="coco128.yaml", imgsz=640, epochs=1,
+                model="yolov8m", weights="yolov8m.pt", data="coco128.yaml", imgsz=640, epochs=0,
                 method="fastnas", flops_target=0.66, finetune_epochs=50, channel_divisor=32,
             ),
             device="cuda",

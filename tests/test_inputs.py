@@ -1,0 +1,34 @@
+"""Bad inputs to the pipeline fail at once with one line naming the value, and write nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fastnas_bench.build import build_variant, load_model, resolve_data
+from fastnas_bench.cache import ArtifactCache
+from fastnas_bench.errors import BadInputError
+from fastnas_bench.spec import VariantSpec
+
+
+def test_missing_or_invalid_data(tmp_path: Path) -> None:
+    cache = ArtifactCache(tmp_path / "cache")
+    with pytest.raises(BadInputError, match="data YAML not found: .*nope.yaml"):
+        resolve_data(str(tmp_path / "nope.yaml"), cache)
+    with pytest.raises(BadInputError, match="'images.txt' must be a dataset YAML"):
+        resolve_data("images.txt", cache)
+    assert resolve_data("coco128.yaml", cache) == "coco128.yaml"  # left to Ultralytics (downloads online)
+
+
+def test_unreadable_weights(tmp_path: Path) -> None:
+    cache = ArtifactCache(tmp_path / "cache")
+    spec = VariantSpec(weights=str(tmp_path / "missing.pt"), data=str(tmp_path / "d.yaml"))
+    (tmp_path / "d.yaml").write_text("train: a\nval: b\nnames: {0: x}\n")
+    with pytest.raises(BadInputError, match="weights file .*missing.pt is not a readable file"):
+        build_variant(spec, cache)
+    assert not [p for p in cache.root.iterdir() if not p.name.startswith(".")]  # nothing half-written
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(BadInputError, match="garbage.pt could not be loaded"):
+        load_model(garbage)
