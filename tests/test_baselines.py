@@ -124,3 +124,17 @@ def test_failing_run_leaves_stored_baselines_byte_identical(pytester: pytest.Pyt
     for seed in range(1, 4):
         monkeypatch.setenv("SEED", str(seed))
         pytester.runpytest_subprocess(*common).assert_outcomes(passed=2)
+
+
+def test_calibration_cancels_a_uniformly_slower_machine() -> None:
+    from fastnas_bench.baselines import normalized_samples
+
+    stored = {"samples_ms": list(_noisy(50.0, 30, 0)), "calibration_ms": 2.0}
+    # The whole machine runs 1.8x slower this hour: the model and the calibration workload alike.
+    slower = {"samples_ms": list(_noisy(90.0, 30, 1)), "calibration_ms": 3.6}
+    assert regression_verdict(stored["samples_ms"], slower["samples_ms"]).regressed
+    assert not regression_verdict(normalized_samples(stored), normalized_samples(slower)).regressed
+    # A model that got slower on an unchanged machine is still caught.
+    worse = {"samples_ms": list(_noisy(65.0, 30, 2)), "calibration_ms": 2.0}
+    assert regression_verdict(normalized_samples(stored), normalized_samples(worse)).regressed
+    assert normalized_samples({"samples_ms": [1.0, 2.0]}) == [1.0, 2.0]

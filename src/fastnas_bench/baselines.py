@@ -84,6 +84,12 @@ def regression_verdict(
     return Verdict(regressed, ratio, p_value, ci_low, ci_high)
 
 
+def normalized_samples(entry: dict[str, Any]) -> list[float]:
+    """Latency samples in units of the entry's calibration workload (raw ms if it has none)."""
+    calib = entry.get("calibration_ms")
+    return [x / calib for x in entry["samples_ms"]] if calib else list(entry["samples_ms"])
+
+
 def baseline_path(root: Path, machine_class: str, profile: str) -> Path:
     return root / machine_class / f"{profile}.json"
 

@@ -35,6 +35,7 @@ class LatencyRecord:
     summary: LatencySummary
     output_rel_err: float
     backend_info: dict[str, Any] = field(default_factory=dict)
+    calibration_ms: float | None = None
 
 
 #: Test-only hook: ``FASTNAS_BENCH_INJECT_DELAY_MS="onnxruntime=5"`` adds a sleep to every timed call
@@ -54,6 +55,44 @@ def injected_delay_s(backend: str) -> float:
         if name == backend:
             return delay_ms / 1e3
     return 0.0
+
+
+class Calibration:
+    """A fixed convolution workload timed next to each measurement: the machine's current speed.
+
+    Shared and burstable machines change speed by large factors over minutes (CPU credits, other
+    tenants). Dividing a latency by this reference, timed in the same minute on the same device and
+    threads, cancels what the two have in common, so a stored baseline stays comparable.
+    """
+
+    def __init__(self, device: str, threads: int, rounds: int = 15) -> None:
+        import torch
+
+        torch.manual_seed(0)
+        self.device = torch.device(device)
+        self.net = torch.nn.Sequential(
+            *[torch.nn.Conv2d(64, 64, 3, padding=1) for _ in range(3)]
+        ).eval().to(self.device)
+        self.x = torch.rand(1, 64, 80, 80, device=self.device)
+        self.threads = threads
+        self.rounds = rounds
+
+    def _once(self) -> None:
+        import torch
+
+        with torch.inference_mode():
+            self.net(self.x)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def measure_ms(self) -> float:
+        """Median milliseconds of the reference workload now."""
+        import torch
+
+        if self.device.type == "cpu":
+            torch.set_num_threads(self.threads)
+        samples = time_rounds(self._once, 3, self.rounds)
+        return float(sorted(samples)[len(samples) // 2] * 1e3)
 
 
 def time_rounds(fn: Callable[[], None], warmup_rounds: int, rounds: int) -> list[float]:
@@ -105,6 +144,13 @@ class Measurer:
         self._backend_class = backend_class
         self._probes: dict[str, str | None] = {}
         self.records: dict[tuple[str, str, int], LatencyRecord] = {}
+        self._calibration: Calibration | None = None
+
+    def calibration_ms(self) -> float:
+        """The reference workload's median now (see :class:`Calibration`)."""
+        if self._calibration is None:
+            self._calibration = Calibration(self.settings.device, self.settings.threads)
+        return self._calibration.measure_ms()
 
     def unavailable_reason(self, target: BackendTarget) -> str | None:
         """Why ``target`` cannot run here (probed once per session, for real), or ``None``."""
@@ -155,14 +201,16 @@ class Measurer:
             return self.records[key]
         profile = self.settings.profile
         run, rel_err, info = self._prepare(target, variant_name, batch)
+        calib_before = self.calibration_ms()
         if benchmark is not None:
             benchmark.pedantic(run, rounds=profile.rounds, warmup_rounds=profile.warmup_rounds, iterations=1)
             samples = list(benchmark.stats.stats.data)
         else:
             samples = time_rounds(run, profile.warmup_rounds, profile.rounds)
+        calib_ms = (calib_before + self.calibration_ms()) / 2
         record = LatencyRecord(
             target=target, variant=variant_name, batch=batch, samples_s=tuple(samples),
-            summary=summarize_seconds(samples), output_rel_err=rel_err, backend_info=info,
+            summary=summarize_seconds(samples), output_rel_err=rel_err, backend_info=info, calibration_ms=calib_ms,
         )
         self.records[key] = record
         return record
