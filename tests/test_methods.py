@@ -30,7 +30,7 @@ def _ctx(method: str, match: float, tmp_path: Path) -> PruneContext:
 def test_l2struct_lands_at_the_matched_flops(stock: DetectionModel, tmp_path: Path) -> None:
     pruned = get_method("l2struct").prune(copy.deepcopy(stock), _ctx("l2struct", 0.70, tmp_path))
     ratio = model_gflops(pruned) / model_gflops(stock)
-    assert 0.66 <= ratio <= 0.70
+    assert 0.68 <= ratio <= 0.70
     x = torch.rand(1, 3, 64, 64)
     with torch.inference_mode():
         assert pruned.eval()(x)[0].shape == stock(x)[0].shape

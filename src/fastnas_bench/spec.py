@@ -25,6 +25,8 @@ SCALES: tuple[str, ...] = ("n", "s", "m", "l", "x")
 
 #: Bumped whenever the pipeline changes what an entry holds; part of every cache key.
 PIPELINE_VERSION = 2
+#: Bumped when a method's algorithm changes; part of the keys of that method's variants only.
+METHOD_VERSIONS: dict[str, int] = {"baseline": 1, "fastnas": 1, "l2struct": 2, "unstructured": 1}
 # Packages whose version changes what a build produces; part of every cache key.
 _KEY_PACKAGES: tuple[str, ...] = ("torch", "ultralytics", "nvidia-modelopt")
 
@@ -149,7 +151,9 @@ class VariantSpec:
         """Content hash of the spec and the versions of the packages that shape the artifact."""
         blob = json.dumps(
             {"spec": self.to_dict(), "pipeline": PIPELINE_VERSION,
-             "versions": {p: package_version(p) for p in _KEY_PACKAGES}},
+             "versions": {p: package_version(p) for p in _KEY_PACKAGES},
+             # A method's first version adds nothing, so introducing a method keeps other keys stable.
+             **({"method_version": METHOD_VERSIONS[self.method]} if METHOD_VERSIONS[self.method] > 1 else {})},
             sort_keys=True,
         )
         return f"{self.model}-{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"

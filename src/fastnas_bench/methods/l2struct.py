@@ -2,9 +2,10 @@
 
 The channels of every prunable layer are ranked by modelopt's own importance (the L2 norm of the
 consuming convolution's weights per input channel, via ``sort_parameters``), and every layer keeps
-the same fraction of its channels. The fraction is found by bisection so the FLOPs land at the
-ratio FastNAS reached (or under the target when there is no FastNAS result to match). Same search
-space, divisor and frozen head as FastNAS: the only difference is *how* widths are chosen.
+the same fraction of its channels (to the divisor grid). The fraction is found by bisection so the
+FLOPs land at the ratio FastNAS reached (or under the target when there is no FastNAS result to
+match), then rounding remainders are spent like largest-remainder rounding. Same search space,
+divisor and frozen head as FastNAS: the only difference is *how* widths are chosen.
 """
 
 from __future__ import annotations
@@ -64,6 +65,19 @@ class UniformNormPruning(PruneMethod):
         for _ in range(BISECTION_STEPS):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if ratio_at(mid) <= target else (lo, mid)
-        achieved = ratio_at(lo)
-        log.info("l2struct: keep %.3f of every layer's channels, FLOPs ratio %.4f (target %.4f)", lo, achieved, target)
+        config = uniform_widths(hparams, lo)
+        # Widths move in divisor steps, so FLOPs jump between neighbouring ratios. Like
+        # largest-remainder rounding, widen first the layers that rounding cut furthest below the
+        # common ratio, while the FLOPs stay under the target.
+        for name in sorted(hparams, key=lambda n: config[n] / max(hparams[n].choices)):
+            wider = [c for c in sorted(hparams[name].choices) if c > config[name]]
+            if not wider:
+                continue
+            trial = {**config, name: wider[0]}
+            select(net, trial, strict=False)
+            if model_gflops(mtn.export(copy.deepcopy(net))) / source_gflops <= target:
+                config = trial
+        select(net, config, strict=False)
+        achieved = model_gflops(mtn.export(copy.deepcopy(net))) / source_gflops
+        log.info("l2struct: common keep ratio %.3f, FLOPs ratio %.4f (target %.4f)", lo, achieved, target)
         return mtn.export(net)
