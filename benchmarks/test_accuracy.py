@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from fastnas_bench.build import Variant
@@ -41,20 +43,31 @@ def test_finetune_kept_structure(variant, pruned_name: str) -> None:
     assert meta["gflops"] == pytest.approx(before["gflops"])
 
 
-def test_map_drop(baseline_variant: Variant, variant, pruned_name: str, bench_settings: BenchSettings) -> None:
-    _fail_if(check_drop("mAP50-95", baseline_variant.map50_95, variant(pruned_name).map50_95,
+def test_map_drop(baseline_variant: Variant, variant, fastnas_name: str, bench_settings: BenchSettings) -> None:
+    _fail_if(check_drop("mAP50-95", baseline_variant.map50_95, variant(fastnas_name).map50_95,
                         bench_settings.profile.max_map_drop))
 
 
-def test_recall_drop(baseline_variant: Variant, variant, pruned_name: str, bench_settings: BenchSettings) -> None:
-    _fail_if(check_drop("recall", baseline_variant.recall, variant(pruned_name).recall,
+def test_recall_drop(baseline_variant: Variant, variant, fastnas_name: str, bench_settings: BenchSettings) -> None:
+    _fail_if(check_drop("recall", baseline_variant.recall, variant(fastnas_name).recall,
                         bench_settings.profile.max_recall_drop))
 
 
-def test_ap_small_drop(baseline_variant: Variant, variant, pruned_name: str, bench_settings: BenchSettings) -> None:
+def test_ap_small_drop(baseline_variant: Variant, variant, fastnas_name: str, bench_settings: BenchSettings) -> None:
     """Small objects are where pruning is expected to hurt most; bound that loss on its own."""
-    _fail_if(check_drop("AP_small", baseline_variant.meta["ap_small"], variant(pruned_name).meta["ap_small"],
+    _fail_if(check_drop("AP_small", baseline_variant.meta["ap_small"], variant(fastnas_name).meta["ap_small"],
                         bench_settings.profile.max_ap_small_drop))
+
+
+def test_fastnas_keeps_more_accuracy(variant, rival_name: str, bench_settings: BenchSettings) -> None:
+    """The reference's premise: at equal FLOPs and fine-tune budget, the searched widths beat the
+    heuristic's uniform ones on accuracy."""
+    rival = variant(rival_name)
+    fastnas_spec = replace(rival.spec, method="fastnas")
+    fastnas_name = next(n for n, s in bench_settings.variants.items() if s == fastnas_spec)
+    fastnas = variant(fastnas_name)
+    _fail_if(None if fastnas.map50_95 >= rival.map50_95 else
+             f"{rival_name} mAP50-95 {rival.map50_95:.4f} beats {fastnas_name} {fastnas.map50_95:.4f} at matched FLOPs")
 
 
 def test_onnx_map_agrees(pruned_variant: Variant, onnx_export, artifact_cache, tmp_path) -> None:

@@ -131,6 +131,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("variant_name", list(settings.variants))
     for fixture, names in (
         ("pruned_name", settings.pruned_names),
+        ("fastnas_name", tuple(n for n in settings.pruned_names if settings.variants[n].method == "fastnas")),
         ("structured_name", settings.structured_names),
         ("rival_name", tuple(n for n in settings.structured_names if settings.variants[n].method != "fastnas")),
         ("unstructured_name", tuple(n for n in settings.pruned_names if n not in settings.structured_names)),

@@ -33,7 +33,8 @@ class GlobalMagnitudePruning(PruneMethod):
         assert target is not None
         sparsity = 1.0 - target
         net = copy.deepcopy(model).float()
-        convs = [(name, m) for name, m in net.named_modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad]
+        # The DFL conv is a fixed integral (weights 0..reg_max-1), not a learned layer.
+        convs = [(name, m) for name, m in net.named_modules() if isinstance(m, nn.Conv2d) and ".dfl" not in name]
         torch_prune.global_unstructured(
             [(m, "weight") for _, m in convs], pruning_method=torch_prune.L1Unstructured, amount=sparsity
         )
