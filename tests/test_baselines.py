@@ -138,3 +138,13 @@ def test_calibration_cancels_a_uniformly_slower_machine() -> None:
     worse = {"samples_ms": list(_noisy(65.0, 30, 2)), "calibration_ms": 2.0}
     assert regression_verdict(normalized_samples(stored), normalized_samples(worse)).regressed
     assert normalized_samples({"samples_ms": [1.0, 2.0]}) == [1.0, 2.0]
+
+
+def test_tolerance_is_stored_per_machine_class(tmp_path: Path) -> None:
+    from fastnas_bench.baselines import stored_tolerance
+
+    path = tmp_path / "cls" / "cpu.json"
+    write_baselines(path, "cls", "cpu", {"a": {}}, tolerance=0.3)
+    write_baselines(path, "cls", "cpu", {"b": {}})  # a later update keeps the recorded tolerance
+    assert stored_tolerance(path) == 0.3 and set(load_baselines(path)) == {"a", "b"}
+    assert stored_tolerance(tmp_path / "none.json") is None

@@ -94,12 +94,7 @@ def baseline_path(root: Path, machine_class: str, profile: str) -> Path:
     return root / machine_class / f"{profile}.json"
 
 
-def load_baselines(path: Path) -> dict[str, dict[str, Any]]:
-    """Stored entries by test id; empty if the file does not exist.
-
-    Raises:
-        BadInputError: if the file exists but is unreadable or of another schema.
-    """
+def _load_doc(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
@@ -108,13 +103,38 @@ def load_baselines(path: Path) -> dict[str, dict[str, Any]]:
         raise BadInputError(f"baseline file {path} is unreadable: {e}") from None
     if doc.get("schema") != SCHEMA_VERSION:
         raise BadInputError(f"baseline file {path} has schema {doc.get('schema')!r}, expected {SCHEMA_VERSION}")
-    return dict(doc["tests"])
+    return dict(doc)
 
 
-def write_baselines(path: Path, machine_class: str, profile: str, tests: dict[str, dict[str, Any]]) -> None:
-    """Atomically replace ``path`` with the given entries (merged over the existing ones)."""
-    merged = {**load_baselines(path), **tests}
+def load_baselines(path: Path) -> dict[str, dict[str, Any]]:
+    """Stored entries by test id; empty if the file does not exist.
+
+    Raises:
+        BadInputError: if the file exists but is unreadable or of another schema.
+    """
+    return dict(_load_doc(path).get("tests", {}))
+
+
+def stored_tolerance(path: Path) -> float | None:
+    """The regression tolerance recorded for this machine class (its measured noise), if any."""
+    value = _load_doc(path).get("tolerance")
+    return float(value) if value is not None else None
+
+
+def write_baselines(
+    path: Path, machine_class: str, profile: str, tests: dict[str, dict[str, Any]], tolerance: float | None = None
+) -> None:
+    """Atomically replace ``path`` with the given entries (merged over the existing ones).
+
+    ``tolerance`` (if given) is stored with the file and used for this machine class whenever
+    ``--regression-tolerance`` is not given; an existing one is kept otherwise.
+    """
+    old = _load_doc(path)
+    merged = {**old.get("tests", {}), **tests}
     doc = {"schema": SCHEMA_VERSION, "machine_class": machine_class, "profile": profile, "tests": merged}
+    tolerance = tolerance if tolerance is not None else old.get("tolerance")
+    if tolerance is not None:
+        doc["tolerance"] = tolerance
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

@@ -33,6 +33,7 @@ SETTINGS_KEY = pytest.StashKey[BenchSettings]()
 BASELINES_KEY = pytest.StashKey["BaselineSession"]()
 UPDATE_NOTE_KEY = pytest.StashKey[str]()
 DEFAULT_BENCHMARK_STORAGE = "file://./.benchmarks"
+DEFAULT_REGRESSION_TOLERANCE = 0.10
 
 MARKERS = {
     "gpu": "needs a CUDA GPU (selected by --gpu)",
@@ -72,8 +73,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--update-baselines", action="store_true",
         help="write this run's results as the stored baselines (only if every test passed)")
     add("--baselines-dir", default=None, help="stored baselines root (default: <rootdir>/baselines)")
-    add("--regression-tolerance", type=_arg_type(parse_fraction), default=0.10,
-        help="minimum relative median slowdown that can count as a latency regression (default 0.10)")
+    add("--regression-tolerance", type=_arg_type(parse_fraction), default=None,
+        help="minimum relative (calibrated) median slowdown that can count as a latency regression; default: "
+             "the tolerance stored with the machine class's baselines, else 0.10. With --update-baselines it is "
+             "stored with them")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark reads its storage option
@@ -105,7 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
     root = Path(config.getoption("baselines_dir") or config.rootpath / "baselines")
     config.stash[BASELINES_KEY] = BaselineSession(
         machine_class=key, profile=settings.profile.name, path=baseline_path(root, key, settings.profile.name),
-        update=config.getoption("update_baselines"), tolerance=config.getoption("regression_tolerance"),
+        update=config.getoption("update_baselines"), option_tolerance=config.getoption("regression_tolerance"),
     )
     # pytest-benchmark keys its storage by OS/Python only; keep runs of different hardware apart.
     if getattr(config.option, "benchmark_storage", None) == DEFAULT_BENCHMARK_STORAGE:
@@ -192,9 +195,19 @@ class BaselineSession:
     profile: str
     path: Path
     update: bool
-    tolerance: float
+    option_tolerance: float | None
     produced: dict[str, dict[str, Any]] = field(default_factory=dict)
     _stored: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def tolerance(self) -> float:
+        """--regression-tolerance, else the one stored for this machine class, else 0.10."""
+        if self.option_tolerance is not None:
+            return self.option_tolerance
+        from fastnas_bench.baselines import stored_tolerance
+
+        stored = stored_tolerance(self.path)
+        return stored if stored is not None else DEFAULT_REGRESSION_TOLERANCE
 
     @property
     def stored(self) -> dict[str, dict[str, Any]]:
@@ -215,7 +228,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from fastnas_bench.baselines import write_baselines
 
-    write_baselines(store.path, store.machine_class, store.profile, store.produced)
+    write_baselines(store.path, store.machine_class, store.profile, store.produced, store.option_tolerance)
     session.config.stash[UPDATE_NOTE_KEY] = f"baselines updated: {len(store.produced)} entries in {store.path}"
 
 
