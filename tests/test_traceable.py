@@ -82,9 +82,8 @@ def test_finetune_keeps_pruned_structure(stock: DetectionModel, tiny_dataset: Pa
     from modelopt.torch.nas.utils import sample
 
     from fastnas_bench.build import _describe, _finetune, load_model
-    from fastnas_bench.spec import VariantSpec
-
     from fastnas_bench.methods.fastnas import frozen_patterns
+    from fastnas_bench.spec import VariantSpec
 
     config = mtp.fastnas.FastNASConfig()
     config["nn.Conv2d"]["*"]["channel_divisor"] = 16

@@ -181,7 +181,7 @@ def _finetune(
     args["model"] = f"{spec.model}.yaml"  # required by the trainer's config; never built (see below)
     trainer = DetectionTrainer(overrides=args)
     # A module already in place makes the trainer skip building from the YAML.
-    trainer.model = model.float().train()
+    trainer.model = model.float().train()  # type: ignore[assignment]
     if constrain is not None:
 
         def reapply(tr: Any) -> None:
@@ -207,6 +207,8 @@ def _train_baseline(spec: VariantSpec, data: Path | str, device: str, run_dir: P
     if spec.weights is not None:
         model = YOLO(_resolve_weights(spec.weights))
         if spec.epochs == 0:
+            if not model.ckpt_path:
+                raise BadInputError(f"weights {spec.weights} are not an Ultralytics .pt checkpoint")
             return Path(model.ckpt_path)
     else:
         model = YOLO(f"{spec.model}.yaml")
@@ -228,10 +230,10 @@ def _validate(weights: Path, spec: VariantSpec, data: Path | str, device: str, o
               "device": device, "plots": False, "verbose": False, "save_json": True},
     )
     stats = validator()
-    box = validator.metrics.box
+    box = validator.metrics.box  # type: ignore[union-attr]
     result: dict[str, Any] = {
         "map50_95": float(box.map), "map50": float(box.map50), "precision": float(box.mp), "recall": float(box.mr),
-        "ap_per_class": {validator.names[int(c)]: float(ap) for c, ap in zip(box.ap_class_index, box.maps[box.ap_class_index])},
+        "ap_per_class": {validator.names[int(c)]: float(ap) for c, ap in zip(box.ap_class_index, box.maps[box.ap_class_index])},  # type: ignore[index]
     }
     for size in ("small", "medium", "large"):
         key = f"metrics/mAP_{size}(B)"
@@ -298,7 +300,8 @@ def build_variant(
                 constrain = None
                 if spec.method != "baseline":
                     method = get_method(spec.method)
-                    model = method.prune(model, _prune_context(spec, Path(data), device, source, match, cache, tmp / "work"))
+                    ctx = _prune_context(spec, Path(data), device, source, match, cache, tmp / "work")
+                    model = method.prune(model, ctx)  # type: ignore[arg-type]
                     constrain = method.constrain
                     meta["pruned_before_finetune"] = _describe(model)
                     if match is not None:

@@ -5,7 +5,3 @@ from __future__ import annotations
 
 class BadInputError(ValueError):
     """A user-supplied value (spec field, option, path) is invalid; the message names it."""
-
-
-class CacheError(RuntimeError):
-    """A cache entry could not be written or read back intact."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastnas_bench.backends import BACKEND_NAMES
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.spec import METHODS, PROFILES, Profile, VariantSpec, parse_flops_target, parse_model
+from fastnas_bench.spec import METHODS, PROFILES, Profile, VariantSpec, parse_flops_target
 
 PRUNING_METHODS = tuple(m for m in METHODS if m != "baseline")
 STRUCTURED_METHODS = ("fastnas", "l2struct")

@@ -47,7 +47,7 @@ class PyTorchBackend(Backend):
             torch.set_num_threads(self.request.threads)
         self.device = torch.device(self.request.device)
         self.dtype = torch.float16 if self.request.precision == "fp16" else torch.float32
-        model = load_model(self.request.weights).fuse(verbose=False)
+        model = load_model(self.request.weights).fuse(verbose=False)  # type: ignore[operator]
         self.model = model.to(self.device, self.dtype).eval()
         self._input: torch.Tensor | None = None
         self._last: torch.Tensor | None = None

@@ -37,7 +37,7 @@ def frozen_patterns(model: DetectionModel) -> tuple[str, ...]:
     ``nc`` class scores) and its DFL integral. The head's inner 3×3 convs stay prunable: at 640 px
     they run at the highest resolutions and are a large share of the network's latency.
     """
-    head = f"model.{len(model.model) - 1}"
+    head = f"model.{len(model.model) - 1}"  # type: ignore[arg-type]
     return (f"*{head}.cv[23].*.2", f"*{head}.dfl*")
 
 
@@ -67,7 +67,7 @@ def _calibration_batches(ctx: PruneContext) -> list[torch.Tensor]:
 
     data = check_det_dataset(str(ctx.data_yaml))
     cfg = get_cfg(overrides={"imgsz": ctx.spec.imgsz, "data": str(ctx.data_yaml), "seed": ctx.spec.seed})
-    dataset = build_yolo_dataset(cfg, data["train"], CALIB_BATCH_SIZE, data, mode="val")
+    dataset = build_yolo_dataset(cfg, data["train"], CALIB_BATCH_SIZE, data, mode="val")  # type: ignore[arg-type]
     loader = build_dataloader(dataset, CALIB_BATCH_SIZE, workers=0, shuffle=False)
     batches: list[torch.Tensor] = []
     while len(batches) < CALIB_BATCHES:

@@ -39,7 +39,7 @@ class GlobalMagnitudePruning(PruneMethod):
             [(m, "weight") for _, m in convs], pruning_method=torch_prune.L1Unstructured, amount=sparsity
         )
         for name, m in convs:
-            self.masks[f"{name}.weight"] = m.weight_mask.detach().clone().bool()
+            self.masks[f"{name}.weight"] = m.weight_mask.detach().clone().bool()  # type: ignore[operator]
             torch_prune.remove(m, "weight")  # bake the zeros in; shapes and graph stay dense
         zeros = sum(int((~mask).sum()) for mask in self.masks.values())
         total = sum(mask.numel() for mask in self.masks.values())
