@@ -106,3 +106,12 @@ def test_finetune_keeps_pruned_structure(stock: DetectionModel, tiny_dataset: Pa
     assert after["conv_out_channels"] == before["conv_out_channels"]
     assert after["gflops"] == pytest.approx(before["gflops"])
     assert after["params"] == before["params"]
+
+
+def test_flops_and_params_are_counted_the_way_the_reference_table_is() -> None:
+    """YOLOv8m with COCO's 80 classes reads 25.9M params / 79.3 GFLOPs at 640 px (the seed table)."""
+    from fastnas_bench.build import model_gflops, model_params
+
+    m = DetectionModel("yolov8m.yaml", nc=80, verbose=False)
+    assert model_params(m) / 1e6 == pytest.approx(25.9, abs=0.05)
+    assert model_gflops(m) == pytest.approx(79.3, abs=0.1)

@@ -304,6 +304,7 @@ def build_variant(
                     model = method.prune(model, ctx)  # type: ignore[arg-type]
                     constrain = method.constrain
                     meta["pruned_before_finetune"] = _describe(model)
+                    meta["prune_notes"] = method.notes
                     if match is not None:
                         meta["matched_flops_ratio"] = match
                 best = _finetune(model, spec, data, device, tmp / "train", constrain)

@@ -45,9 +45,16 @@ class PruneContext:
 
 
 class PruneMethod(ABC):
-    """Base class of pruning methods."""
+    """Base class of pruning methods.
+
+    Attributes:
+        notes: Facts about the last ``prune`` call worth keeping in the variant's ``meta.json``.
+    """
 
     name: str
+
+    def __init__(self) -> None:
+        self.notes: dict[str, object] = {}
 
     @abstractmethod
     def prune(self, model: DetectionModel, ctx: PruneContext) -> DetectionModel:

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # candidate only when the queue is full; fewer batches would silently keep stale statistics.
 CALIB_BATCHES = 50
 CALIB_BATCH_SIZE = 2
+# Below this source mAP50-95 the candidates' score differences are noise.
+MIN_USEFUL_SCORE = 0.05
 
 
 def frozen_patterns(model: DetectionModel) -> tuple[str, ...]:
@@ -85,6 +87,7 @@ class _MapScore:
         from ultralytics.models.yolo.detect import DetectionValidator
 
         self.calls = 0
+        self.unpruned: float | None = None
         self.validator = DetectionValidator(
             save_dir=ctx.work_dir / "search-val",
             args={
@@ -101,7 +104,10 @@ class _MapScore:
     def __call__(self, model: nn.Module) -> float:
         self.calls += 1
         stats = self.validator(model=_UnfusedView(model))  # type: ignore[arg-type]
-        return float(stats["metrics/mAP50-95(B)"])
+        score = float(stats["metrics/mAP50-95(B)"])
+        if self.calls == 1:
+            self.unpruned = score  # modelopt scores the full network first
+        return score
 
 
 def search_space_config(model: DetectionModel, channel_divisor: int) -> Any:
@@ -150,6 +156,12 @@ class FastNAS(PruneMethod):
                 },
             )
         log.info("FastNAS search made %d score calls", score.calls)
+        self.notes.update(score_calls=score.calls, source_map50_95=score.unpruned)
+        if score.unpruned is not None and score.unpruned < MIN_USEFUL_SCORE:
+            # Sensitivities of a network that detects nothing are noise: the widths FastNAS picks
+            # then say nothing about pruning. Say so loudly rather than let a table look normal.
+            log.warning("the source scores mAP50-95 %.4f; the FastNAS ranking is meaningless below %.2f "
+                        "(train the source longer)", score.unpruned, MIN_USEFUL_SCORE)
         pruned = mtn.export(pruned) if _is_dynamic(pruned) else pruned
         return pruned.cpu()
 

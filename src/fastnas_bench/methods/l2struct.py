@@ -80,4 +80,5 @@ class UniformNormPruning(PruneMethod):
         select(net, config, strict=False)
         achieved = model_gflops(mtn.export(copy.deepcopy(net))) / source_gflops
         log.info("l2struct: common keep ratio %.3f, FLOPs ratio %.4f (target %.4f)", lo, achieved, target)
+        self.notes.update(keep_ratio=lo, flops_ratio_before_finetune=achieved)
         return mtn.export(net)

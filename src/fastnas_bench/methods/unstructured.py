@@ -26,6 +26,7 @@ class GlobalMagnitudePruning(PruneMethod):
     """Global L1 unstructured pruning of all Conv2d weights."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.masks: dict[str, torch.Tensor] = {}
 
     def prune(self, model: DetectionModel, ctx: PruneContext) -> DetectionModel:
@@ -44,6 +45,7 @@ class GlobalMagnitudePruning(PruneMethod):
         zeros = sum(int((~mask).sum()) for mask in self.masks.values())
         total = sum(mask.numel() for mask in self.masks.values())
         log.info("unstructured: %.1f%% of conv weights zeroed (target sparsity %.1f%%)", 100 * zeros / total, 100 * sparsity)
+        self.notes["sparsity"] = zeros / total
         return net
 
     def constrain(self, model: nn.Module) -> None:
