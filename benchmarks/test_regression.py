@@ -20,6 +20,7 @@ def test_latency_regression(measurer: Measurer, baselines, variant, target: Back
     current_ms = [s * 1e3 for s in record.samples_s]
     v = variant(variant_name)
     current = {
+        "variant_key": v.meta["key"],
         "latency_p50_ms": record.summary.latency_p50_ms, "samples_ms": [round(x, 4) for x in current_ms],
         "calibration_ms": record.calibration_ms, "gflops": v.gflops, "map50_95": v.map50_95, "recall": v.recall,
     }
@@ -29,6 +30,10 @@ def test_latency_regression(measurer: Measurer, baselines, variant, target: Back
     stored = baselines.stored.get(latency_id)
     if stored is None:
         pytest.skip(f"no stored baseline for {latency_id} in {baselines.path}; run with --update-baselines to create it")
+    if stored.get("variant_key") != current["variant_key"]:
+        # Another build of this variant (new pipeline, versions or spec): its latency is not comparable.
+        pytest.skip(f"stored baseline for {latency_id} is for variant {stored.get('variant_key')}, this run built "
+                    f"{current['variant_key']}; re-record with --update-baselines")
     # Compared in units of the calibration workload timed alongside, so a machine that is slower
     # this hour (shared host, CPU credits) does not read as a regression of the model.
     verdict = regression_verdict(normalized_samples(stored), normalized_samples(current), tolerance=baselines.tolerance)
