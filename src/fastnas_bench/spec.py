@@ -207,7 +207,7 @@ PROFILES: dict[str, Profile] = {
             device="cpu",
             bench_imgsz=640,
             batch_sizes=(1,),
-            min_speedup={"pytorch": 1.1, "onnxruntime": 1.15, "tensorrt": 1.1},
+            min_speedup={"pytorch": 1.1, "onnxruntime": 1.1, "tensorrt": 1.1},
             max_map_drop=0.15,
             max_recall_drop=0.10,
         ),
