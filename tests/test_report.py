@@ -9,14 +9,16 @@ import pytest
 
 from fastnas_bench.cli import main
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.report import load_rows, summarize
+from fastnas_bench.report import load_rows, pareto_front, split_test_id, summarize, write_report
 
 
-def _bench(target: str, variant: str, method: str, p50: float, gflops: float, mAP: float) -> dict:
+def _bench(target: str, variant: str, method: str, p50: float, gflops: float, mAP: float,
+           batch: int = 1, divisor: int = 16) -> dict:
     return {
-        "name": f"test_latency[{target}-{variant}-bs1]",
+        "name": f"test_latency[{target}-{variant}-bs{batch}]",
         "extra_info": {
-            "backend": target, "precision": "fp32", "variant": variant, "method": method, "batch": 1,
+            "backend": target, "precision": "fp32", "variant": variant, "method": method, "batch": batch,
+            "flops_target": 1.0 if method == "baseline" else 0.66, "channel_divisor": divisor,
             "params": 3_000_000 if method == "baseline" else 1_500_000, "gflops": gflops, "map50_95": mAP,
             "recall": 0.5, "ap_small": 0.1, "latency_p50_ms": p50, "latency_p90_ms": p50 * 1.1,
             "latency_samples_ms": [p50 * f for f in (0.95, 1.0, 1.05, 1.0, 1.2)],
@@ -54,7 +56,9 @@ def test_cli_report_writes_markdown_json_and_pngs(run_file: Path, tmp_path: Path
     md = (out / "report.md").read_text()
     assert "| Parameters | 3.00M | 1.50M | -50.0% |" in md
     assert "| Latency onnxruntime bs1 (ms, p50) | 50.00 | 37.00 | -26.0% |" in md
-    assert "eff 0.69" in md
+    # The interleaved figure wins over the ratio of separate timings; † marks the latter.
+    assert "| fastnas66 | 1.50M | 5.00 | 0.625 | 37.0 / 40.7, 1.31x, eff 0.63 |" in md
+    assert "50.5 / 55.6, 0.99x† |" in md
     assert "| test_speedup[onnxruntime-fastnas66-bs1] | 50.00 | 38.20 | 1.310x | 1.15x | 0.625 | 0.63 |" in md
     for png in ("latency.png", "flops_latency.png", "pareto.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -71,3 +75,58 @@ def test_bad_run_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="no fastnas-bench test_latency"):
         load_rows(empty)
     assert main(["report", str(empty)]) == 2
+
+
+def test_split_test_id() -> None:
+    assert split_test_id("test_speedup[tensorrt-fp16-fastnas66d8-bs32]") == ("tensorrt-fp16", "fastnas66d8", 32)
+    assert split_test_id("test_speedup[onnxruntime-l2struct66-bs1]") == ("onnxruntime", "l2struct66", 1)
+    assert split_test_id("test_flops_ratio[fastnas66]") is None
+
+
+def _speedup(base_ms: float, pruned_ms: float, ratio: float) -> dict:
+    return {"speedup": base_ms / pruned_ms, "bound": 1.1, "flops_ratio": ratio,
+            "efficiency": (1 - pruned_ms / base_ms) / (1 - ratio), "baseline_p50_ms": base_ms, "pruned_p50_ms": pruned_ms}
+
+
+def test_divisor_study_names_the_fastest_divisor_per_backend(tmp_path: Path) -> None:
+    doc = {"benchmarks": [
+        _bench("onnxruntime", "baseline", "baseline", 50.0, 8.0, 0.40),
+        _bench("onnxruntime", "fastnas66d8", "fastnas", 40.0, 5.3, 0.38, divisor=8),
+        _bench("onnxruntime", "fastnas66d32", "fastnas", 36.0, 5.2, 0.37, divisor=32),
+    ], "fastnas_bench": {"speedups": {
+        "test_speedup[onnxruntime-fastnas66d8-bs1]": _speedup(50.0, 41.0, 0.66),
+        "test_speedup[onnxruntime-fastnas66d32-bs1]": _speedup(50.0, 37.0, 0.65),
+    }}}
+    run = tmp_path / "0002_div.json"
+    run.write_text(json.dumps(doc))
+    md = (tmp_path / "out" / "report.md")
+    write_report([run], tmp_path / "out")
+    text = md.read_text()
+    assert "### Channel-divisor study: fastnas, FLOPs target 0.66" in text
+    assert "| 32 | fastnas66d32 | 1.50M | 0.650 | 36.0, 1.35x, eff 0.74 | 0.370 |" in text
+    assert "- onnxruntime bs1: divisor 32 is fastest at 1.35x (range 1.22x–1.35x)" in text
+
+
+def test_batch_scaling_and_several_runs(run_file: Path, tmp_path: Path) -> None:
+    doc = {"benchmarks": [
+        _bench("pytorch", "baseline", "baseline", 70.0, 8.0, 0.40),
+        _bench("pytorch", "fastnas66", "fastnas", 55.0, 5.0, 0.38),
+        _bench("pytorch", "baseline", "baseline", 800.0, 8.0, 0.40, batch=8),
+        _bench("pytorch", "fastnas66", "fastnas", 560.0, 5.0, 0.38, batch=8),
+    ], "fastnas_bench": {"speedups": {"test_speedup[pytorch-fastnas66-bs8]": _speedup(800.0, 600.0, 0.625)}}}
+    batches = tmp_path / "0003_batches.json"
+    batches.write_text(json.dumps(doc))
+    paths = write_report([run_file, batches], tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Run 0001_run" in text and "## Run 0003_batches" in text
+    assert "not comparable on a shared machine" in text
+    assert "| pytorch | fastnas66 | 1 | 70.00 | 55.00 | 1.27x† | 0.57 |" in text
+    assert "| pytorch | fastnas66 | 8 | 100.00 | 75.00 | 1.33x | 0.67 |" in text
+    assert {p.name for p in paths} >= {"1-pareto.png", "2-pareto.png", "2-flops_latency.png", "report.json"}
+    assert [r["summary"]["run"] for r in json.loads((tmp_path / "out" / "report.json").read_text())["runs"]] == [
+        "0001_run", "0003_batches"]
+
+
+def test_pareto_front_keeps_only_non_dominated_points() -> None:
+    points = [(1.0, 0.41, "baseline"), (0.80, 0.38, "a"), (0.85, 0.36, "b"), (0.70, 0.30, "c"), (0.70, 0.28, "d")]
+    assert [p[2] for p in pareto_front(points)] == ["c", "a", "baseline"]

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.settings import _arg_type, parse_flops_targets, parse_methods, parse_profile
+from fastnas_bench.settings import _arg_type, parse_divisors, parse_flops_targets, parse_methods, parse_profile
 from fastnas_bench.spec import PROFILES
 
 log = logging.getLogger("fastnas_bench")
@@ -24,6 +24,7 @@ def _build(args: argparse.Namespace) -> int:
     profile = PROFILES[args.profile]
     cache = ensure_cache_root(args.cache_dir)
     targets = args.flops_targets or [profile.pruned.flops_target]
+    divisors = args.channel_divisors or [profile.pruned.channel_divisor]
     device = args.device or profile.device
     rows = []
     if args.rebuild:  # renew the shared source first; everything else derives from it
@@ -32,12 +33,14 @@ def _build(args: argparse.Namespace) -> int:
     rows.append(baseline)
     for method in args.methods:
         for target in targets:
-            spec = replace(profile.pruned, method=method, flops_target=target)
-            rows.append(build_variant(spec, cache, device, rebuild=args.rebuild))
-    print(f"{'variant':<12} {'params':>10} {'GFLOPs':>8} {'ratio':>6} {'mAP50-95':>9} {'recall':>7} {'build s':>8}  entry")
+            for divisor in divisors:
+                spec = replace(profile.pruned, method=method, flops_target=target, channel_divisor=divisor)
+                rows.append(build_variant(spec, cache, device, rebuild=args.rebuild))
+    print(f"{'variant':<12} {'divisor':>7} {'params':>10} {'GFLOPs':>8} {'ratio':>6} {'mAP50-95':>9} {'recall':>7} "
+          f"{'build s':>8}  entry")
     for v in rows:
         ratio = v.gflops / baseline.gflops
-        print(f"{v.name:<12} {v.params / 1e6:>9.2f}M {v.gflops:>8.2f} {ratio:>6.3f} {v.map50_95:>9.4f} "
+        print(f"{v.name:<12} {v.spec.channel_divisor:>7} {v.params / 1e6:>9.2f}M {v.gflops:>8.2f} {ratio:>6.3f} {v.map50_95:>9.4f} "
               f"{v.recall:>7.4f} {v.meta['build_seconds']:>8.1f}  {v.path}")
     return 0
 
@@ -62,6 +65,8 @@ def make_parser() -> argparse.ArgumentParser:
                        default=None, help="comma-separated FLOPs targets, e.g. 0.9,0.8,0.66,0.5")
     build.add_argument("--methods", type=_arg_type(parse_methods), default=("fastnas",),
                        help="pruning methods: fastnas, l2struct, unstructured (comma-separated)")
+    build.add_argument("--channel-divisors", type=_arg_type(parse_divisors), default=None,
+                       help="FastNAS channel divisors to build, e.g. 8,16,32,64 (default: the profile's)")
     build.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
     build.add_argument("--cache-dir", default=None, help="cache root (default: $FASTNAS_BENCH_CACHE or user cache)")
     build.add_argument("--rebuild", action="store_true", help="rebuild the entries even if cached")

@@ -1,7 +1,9 @@
 """Markdown/JSON/PNG report from saved pytest-benchmark runs of the suite.
 
-Reads the JSON files pytest-benchmark writes (``--benchmark-autosave`` / ``--benchmark-json``);
-only the ``test_latency`` entries are used, through the ``extra_info`` the suite records.
+Reads the JSON files pytest-benchmark writes (``--benchmark-autosave`` / ``--benchmark-json``):
+the ``test_latency`` entries, through the ``extra_info`` the suite records, and the interleaved
+speedups the suite adds to each run. Every run is summarized against its own baseline: on a shared
+machine the absolute latencies of two runs are not comparable, ratios within one run are.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 
 from fastnas_bench.checks import efficiency
 from fastnas_bench.errors import BadInputError
+
+SEED_FLOPS_TARGET = 0.66  # the reference experiment's FLOPs budget
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,18 @@ class Row:
     latency_p50_ms: float
     latency_p90_ms: float
     samples_ms: tuple[float, ...]
+    flops_target: float | None = None
+    channel_divisor: int | None = None
+
+
+def _read_run(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+        if not isinstance(doc["benchmarks"], list):
+            raise TypeError("benchmarks")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BadInputError(f"{path} is not a readable pytest-benchmark JSON file ({type(e).__name__})") from None
+    return dict(doc)
 
 
 def load_rows(path: Path) -> list[Row]:
@@ -41,13 +57,8 @@ def load_rows(path: Path) -> list[Row]:
     Raises:
         BadInputError: if the file is missing, not JSON, or holds no suite latency entries.
     """
-    try:
-        doc = json.loads(path.read_text())
-        benchmarks = doc["benchmarks"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BadInputError(f"{path} is not a readable pytest-benchmark JSON file ({type(e).__name__})") from None
     rows = []
-    for bench in benchmarks:
+    for bench in _read_run(path)["benchmarks"]:
         info: dict[str, Any] = bench.get("extra_info", {})
         if bench.get("name", "").split("[")[0] != "test_latency" or "latency_p50_ms" not in info:
             continue
@@ -59,6 +70,7 @@ def load_rows(path: Path) -> list[Row]:
             map50_95=float(info["map50_95"]), recall=float(info["recall"]), ap_small=info.get("ap_small"),
             latency_p50_ms=float(info["latency_p50_ms"]), latency_p90_ms=float(info["latency_p90_ms"]),
             samples_ms=tuple(float(v) for v in info.get("latency_samples_ms", ())),
+            flops_target=info.get("flops_target"), channel_divisor=info.get("channel_divisor"),
         ))
     if not rows:
         raise BadInputError(f"{path} holds no fastnas-bench test_latency results")
@@ -67,43 +79,81 @@ def load_rows(path: Path) -> list[Row]:
 
 def load_speedups(path: Path) -> dict[str, dict[str, Any]]:
     """The interleaved-round speedups the suite adds to a saved run (empty for older runs)."""
-    doc = json.loads(path.read_text())
-    return dict(doc.get("fastnas_bench", {}).get("speedups", {}))
+    return dict(_read_run(path).get("fastnas_bench", {}).get("speedups", {}))
+
+
+def split_test_id(test_id: str) -> tuple[str, str, int] | None:
+    """``test_speedup[tensorrt-fp16-fastnas66-bs8]`` → (``tensorrt-fp16``, ``fastnas66``, 8)."""
+    inner = test_id.partition("[")[2].rstrip("]")
+    parts = inner.rsplit("-", 2)  # variant names hold no '-', backend targets may (tensorrt-fp16)
+    if len(parts) != 3 or not parts[2].startswith("bs") or not parts[2][2:].isdigit():
+        return None
+    return parts[0], parts[1], int(parts[2][2:])
 
 
 def _pct(new: float, old: float) -> str:
     return f"{(new / old - 1) * 100:+.1f}%"
 
 
-def summarize(rows: list[Row]) -> dict[str, Any]:
-    """Per-variant figures of the newest run, with speedup and efficiency against its baseline."""
+def summarize(rows: list[Row], speedups: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Per-variant figures of the newest run in ``rows``, with speedup and efficiency against its baseline.
+
+    Where ``speedups`` holds the interleaved-round figure of a (backend, variant, batch), it is
+    attached as ``interleaved_speedup``/``interleaved_efficiency``: the drift-robust number.
+    """
     run = rows[-1].run
     latest = [r for r in rows if r.run == run]
     base = {(r.target, r.batch): r for r in latest if r.variant == "baseline"}
     if not base:
         raise BadInputError(f"run {run} has no baseline latency result")
     base_gflops = next(iter(base.values())).gflops
+    interleaved = {split_test_id(k): v for k, v in (speedups or {}).items()}
     variants: dict[str, dict[str, Any]] = {}
     for r in latest:
         v = variants.setdefault(r.variant, {
             "method": r.method, "params": r.params, "gflops": r.gflops, "flops_ratio": r.gflops / base_gflops,
+            "flops_target": r.flops_target, "channel_divisor": r.channel_divisor,
             "map50_95": r.map50_95, "recall": r.recall, "ap_small": r.ap_small, "latency": {},
         })
         b = base.get((r.target, r.batch))
-        entry: dict[str, Any] = {"p50_ms": r.latency_p50_ms, "p90_ms": r.latency_p90_ms}
+        entry: dict[str, Any] = {"target": r.target, "batch": r.batch,
+                                 "p50_ms": r.latency_p50_ms, "p90_ms": r.latency_p90_ms}
         if b is not None and r.variant != "baseline":
             entry["speedup"] = b.latency_p50_ms / r.latency_p50_ms
             if r.gflops < base_gflops:
                 entry["efficiency"] = efficiency(r.latency_p50_ms / b.latency_p50_ms, r.gflops / base_gflops)
+        inter = interleaved.get((r.target, r.variant, r.batch))
+        if inter is not None:
+            entry["interleaved_speedup"] = inter["speedup"]
+            entry["interleaved_efficiency"] = inter.get("efficiency")
+            entry["interleaved_baseline_p50_ms"] = inter["baseline_p50_ms"]
+            entry["interleaved_p50_ms"] = inter["pruned_p50_ms"]
         v["latency"][f"{r.target} bs{r.batch}"] = entry
     return {"run": run, "variants": variants}
 
 
+def _best_speedup(lat: dict[str, Any]) -> tuple[float | None, float | None, str]:
+    """(speedup, efficiency, source): interleaved rounds where the run has them, else separate timings."""
+    if "interleaved_speedup" in lat:
+        return lat["interleaved_speedup"], lat.get("interleaved_efficiency"), "interleaved"
+    return lat.get("speedup"), lat.get("efficiency"), "separate"
+
+
+def _fmt_speedup(lat: dict[str, Any]) -> str:
+    value, eff, source = _best_speedup(lat)
+    if value is None:
+        return ""
+    text = f"{value:.2f}x{'' if source == 'interleaved' else '†'}"
+    return text + (f", eff {eff:.2f}" if eff is not None else "")
+
+
 def _seed_table(summary: dict[str, Any]) -> list[str]:
     variants = summary["variants"]
-    pruned_name = next((n for n, v in variants.items() if v["method"] == "fastnas"), None)
-    if pruned_name is None:
+    fastnas = [n for n, v in variants.items() if v["method"] == "fastnas"]
+    if not fastnas:
         return []
+    # In a sweep, the variant nearest the reference's 66% target is the one to set beside it.
+    pruned_name = min(fastnas, key=lambda n: abs((variants[n]["flops_target"] or SEED_FLOPS_TARGET) - SEED_FLOPS_TARGET))
     b, p = variants["baseline"], variants[pruned_name]
     lines = [
         f"| Metric | Baseline | Pruned ({pruned_name}) | Change |",
@@ -127,7 +177,7 @@ def _speedup_table(speedups: dict[str, dict[str, Any]]) -> list[str]:
         return []
     lines = [
         "",
-        "## Speedup, interleaved rounds (the gated figure)",
+        "### Speedup, interleaved rounds (the gated figure)",
         "",
         "Baseline and variant timed in alternating rounds within one test, so machine drift cannot favour "
         "either side; these are the figures `test_speedup` asserts on.",
@@ -142,19 +192,17 @@ def _speedup_table(speedups: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def to_markdown(summary: dict[str, Any], runs: list[str], speedups: dict[str, dict[str, Any]] | None = None) -> str:
+def _variants_table(summary: dict[str, Any]) -> list[str]:
     variants = summary["variants"]
     keys = sorted({k for v in variants.values() for k in v["latency"]})
-    lines = [f"# fastnas-bench report — run {summary['run']}", "", f"Runs read: {', '.join(runs)}", ""]
-    lines += _seed_table(summary)
-    lines += _speedup_table(speedups or {})
-    lines += [
+    lines = [
         "",
-        "## All variants (separately timed `test_latency` runs)",
+        "### All variants",
         "",
-        "Latency p50 / p90 in ms; speedup = baseline p50 / variant p50 (same backend, batch and run); "
-        "efficiency = (1 − latency ratio) / (1 − FLOPs ratio), 1.0 meaning the FLOPs cut became latency in "
-        "full (the reference experiment reached 0.58).",
+        "Latency p50 / p90 in ms from the separately timed `test_latency` runs; then speedup over the "
+        "baseline (same backend and batch) and efficiency = (1 − latency ratio) / (1 − FLOPs ratio), 1.0 "
+        "meaning the FLOPs cut became latency in full (the reference experiment reached 0.58). Speedups "
+        "come from the interleaved rounds where the run has them; † marks a ratio of the separate timings.",
         "",
         "| Variant | Params | GFLOPs | FLOPs ratio | " + " | ".join(keys) + " | mAP50-95 | AP_small | Recall |",
         "|---" * (8 + len(keys) - 1) + "|",
@@ -166,17 +214,105 @@ def to_markdown(summary: dict[str, Any], runs: list[str], speedups: dict[str, di
             if lat is None:
                 cells.append("—")
                 continue
-            cell = f"{lat['p50_ms']:.1f} / {lat['p90_ms']:.1f}"
-            if "speedup" in lat:
-                cell += f", {lat['speedup']:.2f}x"
-            if "efficiency" in lat:
-                cell += f", eff {lat['efficiency']:.2f}"
-            cells.append(cell)
+            extra = _fmt_speedup(lat)
+            cells.append(f"{lat['p50_ms']:.1f} / {lat['p90_ms']:.1f}" + (f", {extra}" if extra else ""))
         ap_small = f"{v['ap_small']:.3f}" if v["ap_small"] is not None else "—"
         lines.append(f"| {name} | {v['params'] / 1e6:.2f}M | {v['gflops']:.2f} | {v['flops_ratio']:.3f} | "
                      + " | ".join(cells) + f" | {v['map50_95']:.3f} | {ap_small} | {v['recall']:.3f} |")
-    lines += ["", "![latency distributions](latency.png)", "", "![FLOPs vs latency](flops_latency.png)", "",
-              "![Pareto: latency vs mAP50-95](pareto.png)", ""]
+    return lines
+
+
+def divisor_groups(summary: dict[str, Any]) -> dict[tuple[str, float], dict[int, str]]:
+    """Variants of one method and FLOPs target built with several channel divisors: {divisor: name}."""
+    groups: dict[tuple[str, float], dict[int, str]] = defaultdict(dict)
+    for name, v in summary["variants"].items():
+        if v["method"] != "baseline" and v["channel_divisor"] is not None and v["flops_target"] is not None:
+            groups[(v["method"], v["flops_target"])][int(v["channel_divisor"])] = name
+    return {k: dict(sorted(g.items())) for k, g in groups.items() if len(g) > 1}
+
+
+def _divisor_study(summary: dict[str, Any]) -> list[str]:
+    variants = summary["variants"]
+    lines: list[str] = []
+    for (method, target), by_divisor in divisor_groups(summary).items():
+        keys = sorted({k for name in by_divisor.values() for k in variants[name]["latency"]})
+        lines += [
+            "",
+            f"### Channel-divisor study: {method}, FLOPs target {target:g}",
+            "",
+            "Each cell: p50 ms (separate timing), then speedup over the baseline and efficiency.",
+            "",
+            "| Divisor | Variant | Params | FLOPs ratio | " + " | ".join(keys) + " | mAP50-95 |",
+            "|---" * (5 + len(keys)) + "|",
+        ]
+        for divisor, name in by_divisor.items():
+            v = variants[name]
+            cells = [f"{v['latency'][k]['p50_ms']:.1f}, {_fmt_speedup(v['latency'][k])}" if k in v["latency"] else "—"
+                     for k in keys]
+            lines.append(f"| {divisor} | {name} | {v['params'] / 1e6:.2f}M | {v['flops_ratio']:.3f} | "
+                         + " | ".join(cells) + f" | {v['map50_95']:.3f} |")
+        lines.append("")
+        for key in keys:
+            ranked = [(_best_speedup(variants[n]["latency"][key])[0], d) for d, n in by_divisor.items()
+                      if key in variants[n]["latency"]]
+            ranked = [(s, d) for s, d in ranked if s is not None]
+            if ranked:
+                best, divisor = max(ranked)
+                lines.append(f"- {key}: divisor {divisor} is fastest at {best:.2f}x "
+                             f"(range {min(ranked)[0]:.2f}x–{best:.2f}x)")
+    return lines
+
+
+def _batch_scaling(summary: dict[str, Any]) -> list[str]:
+    variants = summary["variants"]
+    batches = sorted({lat["batch"] for v in variants.values() for lat in v["latency"].values()})
+    if len(batches) < 2:
+        return []
+    lines = [
+        "",
+        "### Batch-size scaling",
+        "",
+        "Per-image p50 latency (interleaved rounds where the run has them), speedup and efficiency by batch "
+        "size: where efficiency climbs with the batch, fixed per-call overheads were hiding the FLOPs cut.",
+        "",
+        "| Backend | Variant | Batch | Baseline ms/image | Variant ms/image | Speedup | Efficiency |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    base = variants["baseline"]["latency"]
+    for name, v in variants.items():
+        if name == "baseline":
+            continue
+        for key, lat in sorted(v["latency"].items(), key=lambda kv: (kv[1]["target"], kv[1]["batch"])):
+            if key not in base:
+                continue
+            value, eff, source = _best_speedup(lat)
+            if source == "interleaved":
+                b_ms, v_ms = lat["interleaved_baseline_p50_ms"], lat["interleaved_p50_ms"]
+            else:
+                b_ms, v_ms = base[key]["p50_ms"], lat["p50_ms"]
+            n = lat["batch"]
+            lines.append(f"| {lat['target']} | {name} | {n} | {b_ms / n:.2f} | {v_ms / n:.2f} | "
+                         f"{value:.2f}x{'' if source == 'interleaved' else '†'} | "
+                         f"{'—' if eff is None else f'{eff:.2f}'} |")
+    return lines
+
+
+def to_markdown(reports: list[tuple[dict[str, Any], dict[str, dict[str, Any]], list[str]]], runs: list[str]) -> str:
+    """The report for ``(summary, speedups, plot file names)`` per run, oldest first."""
+    lines = ["# fastnas-bench report", "", f"Runs read: {', '.join(runs)}", ""]
+    if len(reports) > 1:
+        lines += ["Each run is summarized against its own baseline: absolute latencies of different runs are not "
+                  "comparable on a shared machine, ratios within a run are.", ""]
+    for summary, speedups, plots in reports:
+        lines += [f"## Run {summary['run']}", ""]
+        lines += _seed_table(summary)
+        lines += _speedup_table(speedups)
+        lines += _variants_table(summary)
+        lines += _divisor_study(summary)
+        lines += _batch_scaling(summary)
+        lines.append("")
+        for plot in plots:
+            lines += [f"![{plot}]({plot})", ""]
     return "\n".join(lines)
 
 
@@ -189,13 +325,13 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _plots(rows: list[Row], out: Path) -> list[Path]:
+def _plots(summary: dict[str, Any], rows: list[Row], out: Path, prefix: str) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    run = rows[-1].run
+    run = summary["run"]
     latest = [r for r in rows if r.run == run]
     paths = []
 
@@ -206,55 +342,89 @@ def _plots(rows: list[Row], out: Path) -> list[Path]:
     ax.set_ylabel("latency per call (ms)")
     ax.set_title(f"Latency distributions — run {run.split('_')[0]}")
     ax.grid(axis="y", alpha=0.3)
-    paths.append(_save(fig, out / "latency.png"))
+    paths.append(_save(fig, out / f"{prefix}latency.png"))
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 4.8))
     by_target: dict[tuple[str, int], list[Row]] = defaultdict(list)
     for r in latest:
         by_target[(r.target, r.batch)].append(r)
     for (target, batch), group in sorted(by_target.items()):
-        group.sort(key=lambda r: r.gflops)
         ax.scatter([r.gflops for r in group], [r.latency_p50_ms for r in group], label=f"{target} bs{batch}")
         for r in group:
-            ax.annotate(r.variant, (r.gflops, r.latency_p50_ms), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            ax.annotate(r.variant, (r.gflops, r.latency_p50_ms), textcoords="offset points", xytext=(3, 3), fontsize=6)
     ax.set_xlabel("GFLOPs at 640 px")
-    ax.set_ylabel("median latency (ms)")
+    ax.set_ylabel("median latency (ms), separate timings")
     ax.set_title("FLOPs vs latency")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    paths.append(_save(fig, out / "flops_latency.png"))
+    paths.append(_save(fig, out / f"{prefix}flops_latency.png"))
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    lines: dict[tuple[str, int, str], list[Row]] = defaultdict(list)
-    for r in latest:
-        lines[(r.target, r.batch, r.method)].append(r)
-    baselines = {(r.target, r.batch): r for r in latest if r.method == "baseline"}
-    for (target, batch, method), group in sorted(lines.items()):
-        if method == "baseline":
-            continue
-        b = baselines.get((target, batch))
-        points = sorted(([b] if b else []) + group, key=lambda r: r.latency_p50_ms)
-        ax.plot([r.latency_p50_ms for r in points], [r.map50_95 for r in points], marker="o",
-                label=f"{method} · {target} bs{batch}")
-    for (target, batch), b in baselines.items():
-        ax.scatter([b.latency_p50_ms], [b.map50_95], marker="*", s=120, color="black", zorder=3)
-    ax.set_xlabel("median latency (ms)")
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    for (label, points), color in zip(sorted(pareto_series(summary).items()), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4):
+        front = pareto_front(points)
+        ax.scatter([p[0] for p in points], [p[1] for p in points], color=color, s=18)
+        ax.plot([p[0] for p in front], [p[1] for p in front], marker="o", color=color, label=label)
+        for x, y, name in points:
+            if name != "baseline":
+                ax.annotate(name, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6)
+    baseline = summary["variants"]["baseline"]
+    ax.scatter([1.0], [baseline["map50_95"]], marker="*", s=140, color="black", zorder=3)
+    ax.set_xlabel("latency relative to the baseline (same backend and batch; lower is faster)")
     ax.set_ylabel("mAP50-95")
-    ax.set_title("Pareto: latency vs accuracy (★ baseline)")
+    ax.set_title("Pareto front: latency vs accuracy (★ baseline, line = non-dominated)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    paths.append(_save(fig, out / "pareto.png"))
+    paths.append(_save(fig, out / f"{prefix}pareto.png"))
     return paths
 
 
+def pareto_series(summary: dict[str, Any]) -> dict[str, list[tuple[float, float, str]]]:
+    """(relative latency, mAP50-95, variant) per method, backend and batch, each with the baseline at 1.0.
+
+    Relative latency is 1 / speedup, from interleaved rounds where the run has them, so that
+    drift between separately timed variants does not bend the front.
+    """
+    variants = summary["variants"]
+    series: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    for name, v in variants.items():
+        for lat in v["latency"].values():
+            value = _best_speedup(lat)[0]
+            if name == "baseline" or value is None:
+                continue
+            label = f"{v['method']} · {lat['target']} bs{lat['batch']}"
+            if not series[label]:
+                series[label].append((1.0, variants["baseline"]["map50_95"], "baseline"))
+            series[label].append((1.0 / value, v["map50_95"], name))
+    return dict(series)
+
+
+def pareto_front(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """The points no other point beats on both latency (lower) and accuracy (higher), fastest first."""
+    front: list[tuple[float, float, str]] = []
+    for point in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or point[1] > front[-1][1]:
+            front.append(point)
+    return front
+
+
 def write_report(runs: list[Path], out: Path) -> list[Path]:
-    """Write ``report.md``, ``report.json`` and the PNG plots into ``out``; return their paths."""
-    rows = [row for path in runs for row in load_rows(path)]
-    summary = summarize(rows)
-    speedups = load_speedups(runs[-1])
+    """Write ``report.md``, ``report.json`` and the PNG plots of every run into ``out``; return their paths.
+
+    With several runs the plots of each carry its index (``2-pareto.png``).
+    """
     out.mkdir(parents=True, exist_ok=True)
+    reports, documents, pngs = [], [], []
+    for i, path in enumerate(runs, start=1):
+        rows = load_rows(path)
+        speedups = load_speedups(path)
+        summary = summarize(rows, speedups)
+        plots = _plots(summary, rows, out, prefix=f"{i}-" if len(runs) > 1 else "")
+        pngs += plots
+        reports.append((summary, speedups, [p.name for p in plots]))
+        documents.append({"summary": summary, "speedups": speedups, "rows": [asdict(r) for r in rows]})
     md = out / "report.md"
-    md.write_text(to_markdown(summary, [p.name for p in runs], speedups))
+    md.write_text(to_markdown(reports, [p.name for p in runs]))
     js = out / "report.json"
-    js.write_text(json.dumps({"summary": summary, "speedups": speedups, "rows": [asdict(r) for r in rows]}, indent=2))
-    return [md, js, *_plots(rows, out)]
+    # ``summary`` is the newest run's, for readers of single-run reports.
+    js.write_text(json.dumps({"summary": documents[-1]["summary"], "runs": documents}, indent=2))
+    return [md, js, *pngs]
