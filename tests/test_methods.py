@@ -72,3 +72,16 @@ def test_unstructured_sparsity_and_mask_survive_training(stock: DetectionModel, 
             w.add_(0.1)  # what an optimizer step does to zeroed weights
     method.constrain(pruned)
     assert sum(int((w == 0).sum()) for w in weights) == zeros
+
+
+def test_lossless_choices_counts_narrower_widths_that_cost_nothing(tmp_path: Path) -> None:
+    from fastnas_bench.methods.fastnas import lossless_choices
+
+    checkpoint = tmp_path / "fastnas_search.pth"
+    torch.save({"sensitivity_map": {
+        "model.1.conv.out_channels": {16: 0.06, 32: 0.0},
+        "model.5.conv.out_channels": {16: 0.014, 32: 0.0, 48: 0.0, 64: 0.0},
+    }}, checkpoint)
+    assert lossless_choices(checkpoint) == (2, 4)  # 32 and 48 of model.5; full widths do not count
+    torch.save({"history": []}, checkpoint)
+    assert lossless_choices(checkpoint) is None

@@ -36,6 +36,10 @@ CALIB_BATCH_SIZE = 8
 CONSTRAINT_ATTEMPTS = 4
 # Below this source mAP50-95 the candidates' score differences are noise.
 MIN_USEFUL_SCORE = 0.05
+# modelopt's own cut-off for "this choice costs nothing" in its sensitivity map.
+NO_LOSS = 1e-5
+# A FastNAS result this far below its FLOPs target is worth a warning (see ``lossless_choices``).
+UNDERSHOOT_WARN = 0.05
 
 
 def frozen_patterns(model: DetectionModel) -> tuple[str, ...]:
@@ -152,6 +156,15 @@ class FastNAS(PruneMethod):
             constraint *= spec.flops_target / ratio * 0.998
         self.notes.update(score_calls=score.calls, source_map50_95=score.unpruned, modelopt_constraint=constraint)
         log.info("FastNAS search made %d score calls", score.calls)
+        free = lossless_choices(ctx.search_dir / "fastnas_search.pth")
+        if free is not None:
+            self.notes["lossless_choices"] = list(free)
+            if ratio < spec.flops_target - UNDERSHOOT_WARN:
+                # FastNAS bisects a loss threshold; every choice that scored no loss is taken at the
+                # lowest threshold, so no target above that subnet's FLOPs can be approached.
+                log.warning("FastNAS reached FLOPs ratio %.3f for target %.2f: %d of %d pruning choices scored no "
+                            "loss, so its smallest step already prunes that far (a finer score, e.g. more "
+                            "validation images, would resolve it)", ratio, spec.flops_target, *free)
         if score.unpruned is not None and score.unpruned < MIN_USEFUL_SCORE:
             # Sensitivities of a network that detects nothing are noise: the widths FastNAS picks
             # then say nothing about pruning. Say so loudly rather than let a table look normal.
@@ -191,6 +204,21 @@ class FastNAS(PruneMethod):
             )
         pruned = mtn.export(pruned) if _is_dynamic(pruned) else pruned
         return pruned.cpu()
+
+
+def lossless_choices(checkpoint: Path) -> tuple[int, int] | None:
+    """(pruning choices that scored no loss, all pruning choices) from the search's sensitivity map.
+
+    ``None`` where the checkpoint holds no map (another modelopt layout).
+    """
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        sensitivity = state["sensitivity_map"]
+    except (OSError, KeyError, TypeError, RuntimeError):
+        return None
+    # The full width of each hparam always reads 0; only the narrower choices say something.
+    narrower = [v for choices in sensitivity.values() for c, v in choices.items() if c != max(choices)]
+    return sum(1 for v in narrower if float(v) < NO_LOSS), len(narrower)
 
 
 def _is_dynamic(model: nn.Module) -> bool:
