@@ -314,6 +314,7 @@ def build_variant(
             if source is not None:
                 meta["flops_ratio"] = round(meta["gflops"] / source.gflops, 4)
                 meta["source_key"] = source.meta["key"]
+                meta["source_sha256"] = source.meta["files"][MODEL_FILE]
         # Keep logs and the training curve; drop the trainer's duplicate weights.
         for scratch in ("train/weights", "work", "val"):
             shutil.rmtree(tmp / scratch, ignore_errors=True)
@@ -321,4 +322,23 @@ def build_variant(
 
     key = spec.key()
     meta = cache.get_or_build(key, builder, rebuild=rebuild)
+    reason = stale_reason(meta, source, match)
+    if reason:
+        log.warning("rebuilding %s: %s", key, reason)
+        meta = cache.get_or_build(key, builder, rebuild=True)
     return Variant(spec=spec, path=cache.path(key), meta=meta)
+
+
+def stale_reason(meta: dict[str, Any], source: Variant | None, match: float | None) -> str | None:
+    """Why a cached entry no longer follows from its inputs, or ``None``.
+
+    A key hashes the spec, not the builds it derives from: a rebuilt source, or a FastNAS sibling
+    that now reaches another FLOPs ratio, must not leave a pruned entry or a rival built from
+    the old one in place.
+    """
+    if match is not None and meta.get("matched_flops_ratio") != match:
+        return f"built to match FLOPs ratio {meta.get('matched_flops_ratio')}, FastNAS now reaches {match}"
+    built_from = meta.get("source_sha256")
+    if source is not None and built_from is not None and built_from != source.meta["files"][MODEL_FILE]:
+        return f"built from source model {built_from[:12]}, the cached source is now {source.meta['files'][MODEL_FILE][:12]}"
+    return None
