@@ -152,3 +152,25 @@ def test_interleaved_pair_gives_the_scripted_speedup() -> None:
     base, pruned = _measurer().measure_interleaved(BackendTarget("fake", "fp32"), ("baseline", "fastnas66"), 1)
     assert base.n_samples == pruned.n_samples == 7
     assert 1.4 < speedup(base, pruned) < 2.1
+
+
+def test_interleaved_rounds_settle_each_variant_before_timing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A timed call never directly follows the other variant's call (its runtime threads may still spin)."""
+    from fastnas_bench import measure
+
+    m = _measurer()
+    calls: list[str] = []
+    monkeypatch.setattr(m, "_prepare", lambda target, name, batch: (lambda: calls.append(name), 0.0, {}))
+    timed: list[str] = []
+    real_time_rounds = measure.time_rounds
+
+    def spy(fn, warmup_rounds, rounds):  # type: ignore[no-untyped-def]
+        out = real_time_rounds(fn, warmup_rounds, rounds)
+        timed.extend([calls[-1]] * rounds)
+        return out
+
+    monkeypatch.setattr(measure, "time_rounds", spy)
+    m.measure_interleaved(BackendTarget("fake", "fp32"), ("baseline", "fastnas66"), 1)
+    rounds = calls[2 * 2:]  # after 2 warmup calls per variant
+    assert rounds[:4] == ["baseline", "baseline", "fastnas66", "fastnas66"]
+    assert len(rounds) == 7 * 2 * (1 + measure.SETTLE_CALLS) and timed.count("baseline") == timed.count("fastnas66") == 7

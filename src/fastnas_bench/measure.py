@@ -41,6 +41,8 @@ class LatencyRecord:
 #: Test-only hook: ``FASTNAS_BENCH_INJECT_DELAY_MS="onnxruntime=5"`` adds a sleep to every timed call
 #: of that backend, to show that the regression verdict catches a slowed backend.
 INJECT_DELAY_ENV = "FASTNAS_BENCH_INJECT_DELAY_MS"
+# Untimed calls of a variant before each of its timed calls in interleaved rounds (see measure_interleaved).
+SETTLE_CALLS = 1
 
 
 def injected_delay_s(backend: str) -> float:
@@ -221,7 +223,11 @@ class Measurer:
         """Time two variants in alternating rounds (A B A B ...) on the same backend and batch.
 
         Alternation cancels slow drifts of a shared machine (other tenants, thermal state) that
-        would otherwise bias a ratio of two measurements taken minutes apart.
+        would otherwise bias a ratio of two measurements taken minutes apart. Each timed call
+        follows ``SETTLE_CALLS`` untimed ones of the same variant: every ONNX Runtime session owns
+        a thread pool whose workers spin after a run, and timing straight after the other
+        session's run measured that contention (same model A/B on 2 cores: 101 ms alternating,
+        69 ms with a settle call, 72-87 ms back to back), which shrinks every speedup toward 1.
         """
         profile = self.settings.profile
         runs = [self._prepare(target, name, batch)[0] for name in variant_names]
@@ -230,5 +236,5 @@ class Measurer:
         samples: list[list[float]] = [[], []]
         for _ in range(profile.rounds):
             for i, run in enumerate(runs):
-                samples[i] += time_rounds(run, 0, 1)
+                samples[i] += time_rounds(run, SETTLE_CALLS, 1)
         return summarize_seconds(samples[0]), summarize_seconds(samples[1])
