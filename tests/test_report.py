@@ -120,6 +120,7 @@ def test_batch_scaling_and_several_runs(run_file: Path, tmp_path: Path) -> None:
     text = (tmp_path / "out" / "report.md").read_text()
     assert "## Run 0001_run" in text and "## Run 0003_batches" in text
     assert "not comparable on a shared machine" in text
+    assert "## Interleaved speedups across runs" not in text  # no test id was measured twice
     assert "| pytorch | fastnas66 | 1 | 70.00 | 55.00 | 1.27x† | 0.57 |" in text
     assert "| pytorch | fastnas66 | 8 | 100.00 | 75.00 | 1.33x | 0.67 |" in text
     assert {p.name for p in paths} >= {"1-pareto.png", "2-pareto.png", "2-flops_latency.png", "report.json"}
@@ -130,3 +131,13 @@ def test_batch_scaling_and_several_runs(run_file: Path, tmp_path: Path) -> None:
 def test_pareto_front_keeps_only_non_dominated_points() -> None:
     points = [(1.0, 0.41, "baseline"), (0.80, 0.38, "a"), (0.85, 0.36, "b"), (0.70, 0.30, "c"), (0.70, 0.28, "d")]
     assert [p[2] for p in pareto_front(points)] == ["c", "a", "baseline"]
+
+
+def test_repeated_speedups_are_summarized_across_runs(run_file: Path, tmp_path: Path) -> None:
+    doc = json.loads(run_file.read_text())
+    doc["fastnas_bench"]["speedups"]["test_speedup[onnxruntime-fastnas66-bs1]"].update(speedup=1.21, efficiency=0.45)
+    again = tmp_path / "0002_again.json"
+    again.write_text(json.dumps(doc))
+    write_report([run_file, again], tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| test_speedup[onnxruntime-fastnas66-bs1] | 2 | 1.260x | 1.210x–1.310x | 0.625 | 0.54 |" in text

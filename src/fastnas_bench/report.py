@@ -9,6 +9,7 @@ machine the absolute latencies of two runs are not comparable, ratios within one
 from __future__ import annotations
 
 import json
+import statistics
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -297,12 +298,37 @@ def _batch_scaling(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _speedups_across_runs(all_speedups: list[dict[str, dict[str, Any]]]) -> list[str]:
+    """Median and range of each interleaved speedup that several runs measured: the repeatable figure."""
+    by_test: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for speedups in all_speedups:
+        for test_id, r in speedups.items():
+            by_test[test_id].append(r)
+    repeated = {k: v for k, v in by_test.items() if len(v) > 1}
+    if not repeated:
+        return []
+    lines = [
+        "## Interleaved speedups across runs",
+        "",
+        "| Test | Runs | Speedup, median | Range | FLOPs ratio | Efficiency, median |",
+        "|---|---|---|---|---|---|",
+    ]
+    for test_id, results in repeated.items():
+        values = sorted(r["speedup"] for r in results)
+        effs = sorted(r["efficiency"] for r in results if r.get("efficiency") is not None)
+        eff = f"{statistics.median(effs):.2f}" if effs else "—"
+        lines.append(f"| {test_id} | {len(values)} | {statistics.median(values):.3f}x | "
+                     f"{values[0]:.3f}x–{values[-1]:.3f}x | {results[-1]['flops_ratio']:.3f} | {eff} |")
+    return lines + [""]
+
+
 def to_markdown(reports: list[tuple[dict[str, Any], dict[str, dict[str, Any]], list[str]]], runs: list[str]) -> str:
     """The report for ``(summary, speedups, plot file names)`` per run, oldest first."""
     lines = ["# fastnas-bench report", "", f"Runs read: {', '.join(runs)}", ""]
     if len(reports) > 1:
         lines += ["Each run is summarized against its own baseline: absolute latencies of different runs are not "
                   "comparable on a shared machine, ratios within a run are.", ""]
+        lines += _speedups_across_runs([speedups for _, speedups, _ in reports])
     for summary, speedups, plots in reports:
         lines += [f"## Run {summary['run']}", ""]
         lines += _seed_table(summary)
