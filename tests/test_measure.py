@@ -174,3 +174,20 @@ def test_interleaved_rounds_settle_each_variant_before_timing_it(monkeypatch: py
     rounds = calls[2 * 2:]  # after 2 warmup calls per variant
     assert rounds[:4] == ["baseline", "baseline", "fastnas66", "fastnas66"]
     assert len(rounds) == 7 * 2 * (1 + measure.SETTLE_CALLS) and timed.count("baseline") == timed.count("fastnas66") == 7
+
+
+def test_confirmed_pair_times_a_second_block_only_when_the_first_fails() -> None:
+    from fastnas_bench.measure import confirmed_pair
+
+    blocks = iter([([0.10] * 5, [0.095] * 5), ([0.10] * 5, [0.070] * 5)])  # 1.05x, then 1.43x
+    faster = lambda b, p: speedup(b, p) >= 1.10  # noqa: E731
+    base, pruned, n = confirmed_pair(lambda: next(blocks), faster)
+    assert n == 2 and base.n_samples == pruned.n_samples == 10
+    assert speedup(base, pruned) == pytest.approx(0.10 / 0.0825)  # median of the pooled rounds
+
+    blocks = iter([([0.10] * 5, [0.070] * 5)])
+    assert confirmed_pair(lambda: next(blocks), faster)[2] == 1  # a passing block is not timed again
+
+    blocks = iter([([0.10] * 5, [0.099] * 5), ([0.10] * 5, [0.098] * 5)])
+    base, pruned, n = confirmed_pair(lambda: next(blocks), faster)
+    assert n == 2 and speedup(base, pruned) < 1.10  # a real lack of speed survives the second block

@@ -220,7 +220,14 @@ class Measurer:
     def measure_interleaved(
         self, target: BackendTarget, variant_names: tuple[str, str], batch: int
     ) -> tuple[LatencySummary, LatencySummary]:
-        """Time two variants in alternating rounds (A B A B ...) on the same backend and batch.
+        """Summaries of :meth:`interleaved_samples`."""
+        a, b = self.interleaved_samples(target, variant_names, batch)
+        return summarize_seconds(a), summarize_seconds(b)
+
+    def interleaved_samples(
+        self, target: BackendTarget, variant_names: tuple[str, str], batch: int
+    ) -> tuple[list[float], list[float]]:
+        """Time two variants in alternating rounds (A B A B ...) on the same backend and batch (seconds).
 
         Alternation cancels slow drifts of a shared machine (other tenants, thermal state) that
         would otherwise bias a ratio of two measurements taken minutes apart. Each timed call
@@ -237,4 +244,24 @@ class Measurer:
         for _ in range(profile.rounds):
             for i, run in enumerate(runs):
                 samples[i] += time_rounds(run, SETTLE_CALLS, 1)
-        return summarize_seconds(samples[0]), summarize_seconds(samples[1])
+        return samples[0], samples[1]
+
+
+def confirmed_pair(
+    measure: Callable[[], tuple[list[float], list[float]]],
+    passes: Callable[[LatencySummary, LatencySummary], bool],
+) -> tuple[LatencySummary, LatencySummary, int]:
+    """Summaries of one block of interleaved rounds, or of two pooled where the first fails ``passes``.
+
+    A burst on a shared machine can sink one block of rounds (a pruned variant measured 1.04x in
+    one block and 1.27x in the next here); a real change survives a second block, and the pooled
+    verdict rests on twice the rounds.
+
+    Returns:
+        (baseline summary, variant summary, blocks timed).
+    """
+    base, variant = measure()
+    if passes(summarize_seconds(base), summarize_seconds(variant)):
+        return summarize_seconds(base), summarize_seconds(variant), 1
+    more_base, more_variant = measure()
+    return summarize_seconds(base + more_base), summarize_seconds(variant + more_variant), 2

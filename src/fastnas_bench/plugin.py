@@ -245,6 +245,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
                 f"pruned p50 {r['pruned_p50_ms']:.2f} ms (IQR {r['pruned_iqr_ms']:.2f}), speedup "
                 f"{r['speedup']:.3f}x (bound {r['bound']:.2f}x), FLOPs ratio {r['flops_ratio']:.3f}"
                 + (f", efficiency {r['efficiency']:.2f}" if r["efficiency"] is not None else "")
+                + (f", {r['blocks']} blocks of rounds (the first failed)" if r.get("blocks", 1) > 1 else "")
             )
     note = config.stash.get(UPDATE_NOTE_KEY, None)
     if note:
