@@ -399,7 +399,8 @@ def _plots(summary: dict[str, Any], rows: list[Row], out: Path, prefix: str) -> 
     ax.set_ylabel("mAP50-95")
     ax.set_title("Pareto front: latency vs accuracy (★ baseline, line = non-dominated)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[1]:  # a run of baseline timings alone has no series
+        ax.legend(fontsize=7)
     paths.append(_save(fig, out / f"{prefix}pareto.png"))
     return paths
 
