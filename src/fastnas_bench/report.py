@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -193,9 +194,15 @@ def _speedup_table(speedups: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _latency_keys(variants: Iterable[dict[str, Any]]) -> list[str]:
+    """The ``"<backend> bs<N>"`` columns present, by backend, then batch as a number."""
+    entries = {k: (lat["target"], lat["batch"]) for v in variants for k, lat in v["latency"].items()}
+    return sorted(entries, key=entries.__getitem__)
+
+
 def _variants_table(summary: dict[str, Any]) -> list[str]:
     variants = summary["variants"]
-    keys = sorted({k for v in variants.values() for k in v["latency"]})
+    keys = _latency_keys(variants.values())
     lines = [
         "",
         "### All variants",
@@ -236,7 +243,7 @@ def _divisor_study(summary: dict[str, Any]) -> list[str]:
     variants = summary["variants"]
     lines: list[str] = []
     for (method, target), by_divisor in divisor_groups(summary).items():
-        keys = sorted({k for name in by_divisor.values() for k in variants[name]["latency"]})
+        keys = _latency_keys(variants[name] for name in by_divisor.values())
         lines += [
             "",
             f"### Channel-divisor study: {method}, FLOPs target {target:g}",
