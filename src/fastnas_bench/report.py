@@ -393,7 +393,7 @@ def _plots(summary: dict[str, Any], rows: list[Row], out: Path, prefix: str) -> 
     paths.append(_save(fig, out / f"{prefix}flops_latency.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.8))
-    for (label, points), color in zip(sorted(pareto_series(summary).items()), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4):
+    for (label, points), color in zip(pareto_series(summary).items(), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4):
         front = pareto_front(points)
         ax.scatter([p[0] for p in points], [p[1] for p in points], color=color, s=18)
         ax.plot([p[0] for p in front], [p[1] for p in front], marker="o", color=color, label=label)
@@ -419,17 +419,17 @@ def pareto_series(summary: dict[str, Any]) -> dict[str, list[tuple[float, float,
     drift between separately timed variants does not bend the front.
     """
     variants = summary["variants"]
-    series: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    series: dict[tuple[str, str, int], list[tuple[float, float, str]]] = defaultdict(list)
     for name, v in variants.items():
         for lat in v["latency"].values():
             value = _best_speedup(lat)[0]
             if name == "baseline" or value is None:
                 continue
-            label = f"{v['method']} · {lat['target']} bs{lat['batch']}"
-            if not series[label]:
-                series[label].append((1.0, variants["baseline"]["map50_95"], "baseline"))
-            series[label].append((1.0 / value, v["map50_95"], name))
-    return dict(series)
+            key = (v["method"], lat["target"], lat["batch"])
+            if not series[key]:
+                series[key].append((1.0, variants["baseline"]["map50_95"], "baseline"))
+            series[key].append((1.0 / value, v["map50_95"], name))
+    return {f"{method} · {target} bs{batch}": points for (method, target, batch), points in sorted(series.items())}
 
 
 def pareto_front(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
