@@ -85,3 +85,17 @@ def test_lossless_choices_counts_narrower_widths_that_cost_nothing(tmp_path: Pat
     assert lossless_choices(checkpoint) == (2, 4)  # 32 and 48 of model.5; full widths do not count
     torch.save({"history": []}, checkpoint)
     assert lossless_choices(checkpoint) is None
+
+
+def test_unreachable_flops_target_is_a_one_line_error_naming_the_values() -> None:
+    from dataclasses import replace
+
+    from fastnas_bench.errors import BadInputError
+    from fastnas_bench.methods.fastnas import _unreachable_as_bad_input
+
+    spec = replace(VariantSpec(model="yolov8n", data="generated", method="fastnas", flops_target=0.66), channel_divisor=64)
+    with pytest.raises(BadInputError, match=r"^FLOPs target 0.66 is out of reach for yolov8n with channel divisor 64: "):
+        with _unreachable_as_bad_input(spec):
+            raise ValueError("\nProfiling ...\nNOT all constraints can be satisfied within the search space, see above!")
+    with pytest.raises(ValueError, match="unrelated"), _unreachable_as_bad_input(spec):
+        raise ValueError("unrelated")

@@ -21,7 +21,9 @@ from filelock import FileLock
 from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 
+from fastnas_bench.errors import BadInputError
 from fastnas_bench.methods.base import PruneContext, PruneMethod, register
+from fastnas_bench.spec import VariantSpec
 from fastnas_bench.traceable import make_traceable
 
 log = logging.getLogger(__name__)
@@ -187,7 +189,7 @@ class FastNAS(PruneMethod):
         # FLOPs are constrained at the resolution they are reported at; scores use the search data.
         dummy_input = torch.zeros(1, 3, REPORT_IMGSZ, REPORT_IMGSZ, device=ctx.device)
         # The checkpoint is shared by every FLOPs target of this source; one search at a time.
-        with FileLock(str(checkpoint) + ".lock"), _quiet_ultralytics():
+        with FileLock(str(checkpoint) + ".lock"), _quiet_ultralytics(), _unreachable_as_bad_input(ctx.spec):
             pruned, _ = mtp.prune(
                 model=model,
                 mode=[("fastnas", config)],
@@ -204,6 +206,20 @@ class FastNAS(PruneMethod):
             )
         pruned = mtn.export(pruned) if _is_dynamic(pruned) else pruned
         return pruned.cpu()
+
+
+@contextlib.contextmanager
+def _unreachable_as_bad_input(spec: VariantSpec):  # type: ignore[no-untyped-def]
+    """modelopt's "constraints cannot be satisfied" (a 40-line table) as a one-line error naming the values."""
+    try:
+        yield
+    except ValueError as e:
+        if "constraints can be satisfied" not in str(e):
+            raise
+        raise BadInputError(
+            f"FLOPs target {spec.flops_target:g} is out of reach for {spec.model} with channel divisor "
+            f"{spec.channel_divisor}: the narrowest subnet FastNAS may pick is above it (try a smaller divisor)"
+        ) from None
 
 
 def lossless_choices(checkpoint: Path) -> tuple[int, int] | None:
