@@ -89,3 +89,18 @@ def test_markers_are_declared_and_strict(pytester: pytest.Pytester) -> None:
     tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
     ini = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert "--strict-markers" in ini["addopts"] and "--strict-config" in ini["addopts"]
+
+
+@pytest.mark.parametrize(("opts", "primary"), [
+    ({}, "fastnas66"),
+    ({"channel_divisors": (8, 16)}, "fastnas66d8"),
+    ({"flops_targets": (0.8, 0.5), "methods": ("l2struct", "fastnas")}, "fastnas80"),
+    ({"methods": ("unstructured",)}, "unstructured66"),
+])
+def test_primary_pruned_variant_exists_whatever_the_naming(opts: dict, primary: str) -> None:
+    """Checks of "the pruned model" (ONNX agreement) must find it when names carry targets and divisors."""
+    from fastnas_bench.settings import resolve_settings
+
+    settings = resolve_settings(opts)
+    assert settings.primary_pruned_name == primary
+    assert primary in settings.variants

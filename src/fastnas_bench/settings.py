@@ -153,6 +153,11 @@ class BenchSettings:
         return tuple(name for name, spec in self.variants.items() if spec.method != "baseline")
 
     @property
+    def primary_pruned_name(self) -> str:
+        """The first FastNAS variant selected, else the first pruned one (names carry targets and divisors)."""
+        return next((n for n in self.pruned_names if self.variants[n].method == "fastnas"), self.pruned_names[0])
+
+    @property
     def structured_names(self) -> tuple[str, ...]:
         """Pruned variants that change shapes, so a dense backend should run them faster."""
         return tuple(n for n, spec in self.variants.items() if spec.method in STRUCTURED_METHODS)
