@@ -41,7 +41,7 @@ class LatencyRecord:
 #: Test-only hook: ``FASTNAS_BENCH_INJECT_DELAY_MS="onnxruntime=5"`` adds a sleep to every timed call
 #: of that backend, to show that the regression verdict catches a slowed backend.
 INJECT_DELAY_ENV = "FASTNAS_BENCH_INJECT_DELAY_MS"
-# Untimed calls of a variant before each of its timed calls in interleaved rounds (see measure_interleaved).
+# Untimed calls of a variant before each of its timed calls in interleaved rounds (see interleaved_samples).
 SETTLE_CALLS = 1
 
 
