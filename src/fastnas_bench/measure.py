@@ -261,7 +261,8 @@ def confirmed_pair(
         (baseline summary, variant summary, blocks timed).
     """
     base, variant = measure()
-    if passes(summarize_seconds(base), summarize_seconds(variant)):
-        return summarize_seconds(base), summarize_seconds(variant), 1
+    first = summarize_seconds(base), summarize_seconds(variant)
+    if passes(*first):
+        return first[0], first[1], 1
     more_base, more_variant = measure()
     return summarize_seconds(base + more_base), summarize_seconds(variant + more_variant), 2
