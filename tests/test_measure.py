@@ -149,7 +149,7 @@ def test_threshold_checks_show_measured_and_bound() -> None:
 
 
 def test_interleaved_pair_gives_the_scripted_speedup() -> None:
-    base, pruned = _measurer().measure_interleaved(BackendTarget("fake", "fp32"), ("baseline", "fastnas66"), 1)
+    base, pruned = map(summarize_seconds, _measurer().interleaved_samples(BackendTarget("fake", "fp32"), ("baseline", "fastnas66"), 1))
     assert base.n_samples == pruned.n_samples == 7
     assert 1.4 < speedup(base, pruned) < 2.1
 
@@ -170,7 +170,7 @@ def test_interleaved_rounds_settle_each_variant_before_timing_it(monkeypatch: py
         return out
 
     monkeypatch.setattr(measure, "time_rounds", spy)
-    m.measure_interleaved(BackendTarget("fake", "fp32"), ("baseline", "fastnas66"), 1)
+    m.interleaved_samples(BackendTarget("fake", "fp32"), ("baseline", "fastnas66"), 1)
     rounds = calls[2 * 2:]  # after 2 warmup calls per variant
     assert rounds[:4] == ["baseline", "baseline", "fastnas66", "fastnas66"]
     assert len(rounds) == 7 * 2 * (1 + measure.SETTLE_CALLS) and timed.count("baseline") == timed.count("fastnas66") == 7

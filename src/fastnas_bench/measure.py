@@ -217,13 +217,6 @@ class Measurer:
         self.records[key] = record
         return record
 
-    def measure_interleaved(
-        self, target: BackendTarget, variant_names: tuple[str, str], batch: int
-    ) -> tuple[LatencySummary, LatencySummary]:
-        """Summaries of :meth:`interleaved_samples`."""
-        a, b = self.interleaved_samples(target, variant_names, batch)
-        return summarize_seconds(a), summarize_seconds(b)
-
     def interleaved_samples(
         self, target: BackendTarget, variant_names: tuple[str, str], batch: int
     ) -> tuple[list[float], list[float]]:

@@ -59,8 +59,12 @@ def load_rows(path: Path) -> list[Row]:
     Raises:
         BadInputError: if the file is missing, not JSON, or holds no suite latency entries.
     """
+    return _rows(_read_run(path), path)
+
+
+def _rows(doc: dict[str, Any], path: Path) -> list[Row]:
     rows = []
-    for bench in _read_run(path)["benchmarks"]:
+    for bench in doc["benchmarks"]:
         info: dict[str, Any] = bench.get("extra_info", {})
         if bench.get("name", "").split("[")[0] != "test_latency" or "latency_p50_ms" not in info:
             continue
@@ -79,9 +83,9 @@ def load_rows(path: Path) -> list[Row]:
     return rows
 
 
-def load_speedups(path: Path) -> dict[str, dict[str, Any]]:
+def _speedups(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The interleaved-round speedups the suite adds to a saved run (empty for older runs)."""
-    return dict(_read_run(path).get("fastnas_bench", {}).get("speedups", {}))
+    return dict(doc.get("fastnas_bench", {}).get("speedups", {}))
 
 
 def split_test_id(test_id: str) -> tuple[str, str, int] | None:
@@ -449,8 +453,8 @@ def write_report(runs: list[Path], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     reports, documents, pngs = [], [], []
     for i, path in enumerate(runs, start=1):
-        rows = load_rows(path)
-        speedups = load_speedups(path)
+        doc = _read_run(path)  # run files hold every round's samples: read each once
+        rows, speedups = _rows(doc, path), _speedups(doc)
         summary = summarize(rows, speedups)
         plots = _plots(summary, rows, out, prefix=f"{i}-" if len(runs) > 1 else "")
         pngs += plots
