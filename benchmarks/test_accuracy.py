@@ -64,7 +64,9 @@ def test_fastnas_keeps_more_accuracy(variant, rival_name: str, bench_settings: B
     heuristic's uniform ones on accuracy."""
     rival = variant(rival_name)
     fastnas_spec = replace(rival.spec, method="fastnas")
-    fastnas_name = next(n for n, s in bench_settings.variants.items() if s == fastnas_spec)
+    fastnas_name = next((n for n, s in bench_settings.variants.items() if s == fastnas_spec), None)
+    if fastnas_name is None:
+        pytest.skip(f"no FastNAS variant with {rival_name}'s target and divisor selected (add fastnas to --methods)")
     fastnas = variant(fastnas_name)
     _fail_if(None if fastnas.map50_95 >= rival.map50_95 else
              f"{rival_name} mAP50-95 {rival.map50_95:.4f} beats {fastnas_name} {fastnas.map50_95:.4f} at matched FLOPs")
