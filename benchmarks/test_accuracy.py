@@ -7,7 +7,13 @@ from dataclasses import replace
 import pytest
 
 from fastnas_bench.build import Variant
-from fastnas_bench.checks import check_agreement, check_drop, check_flops_ratio, check_matched_flops
+from fastnas_bench.checks import (
+    check_agreement,
+    check_drop,
+    check_flops_ratio,
+    check_matched_flops,
+    check_relative_drop,
+)
 from fastnas_bench.settings import BenchSettings
 
 # Ultralytics validates PyTorch with rectangular batches and static ONNX with square letterboxing;
@@ -43,20 +49,31 @@ def test_finetune_kept_structure(variant, pruned_name: str) -> None:
     assert meta["gflops"] == pytest.approx(before["gflops"])
 
 
+def _judgeable(baseline: Variant, settings: BenchSettings) -> None:
+    """Skip, with the figure, where the baseline detects too little for a drop to mean anything."""
+    if baseline.map50_95 < settings.profile.min_baseline_map:
+        pytest.skip(f"baseline mAP50-95 {baseline.map50_95:.4f} < {settings.profile.min_baseline_map}: "
+                    "too weak to judge an accuracy drop (train the source longer or start from weights)")
+
+
 def test_map_drop(baseline_variant: Variant, variant, fastnas_name: str, bench_settings: BenchSettings) -> None:
+    _judgeable(baseline_variant, bench_settings)
     _fail_if(check_drop("mAP50-95", baseline_variant.map50_95, variant(fastnas_name).map50_95,
                         bench_settings.profile.max_map_drop))
 
 
 def test_recall_drop(baseline_variant: Variant, variant, fastnas_name: str, bench_settings: BenchSettings) -> None:
+    _judgeable(baseline_variant, bench_settings)
     _fail_if(check_drop("recall", baseline_variant.recall, variant(fastnas_name).recall,
                         bench_settings.profile.max_recall_drop))
 
 
 def test_ap_small_drop(baseline_variant: Variant, variant, fastnas_name: str, bench_settings: BenchSettings) -> None:
-    """Small objects are where pruning is expected to hurt most; bound that loss on its own."""
-    _fail_if(check_drop("AP_small", baseline_variant.meta["ap_small"], variant(fastnas_name).meta["ap_small"],
-                        bench_settings.profile.max_ap_small_drop))
+    """Small objects are where pruning is expected to hurt most; bound that loss on its own, as a
+    share of the baseline's AP_small (an absolute bound of 0.10 on a baseline of 0.11 cannot fail)."""
+    _judgeable(baseline_variant, bench_settings)
+    _fail_if(check_relative_drop("AP_small", baseline_variant.meta["ap_small"], variant(fastnas_name).meta["ap_small"],
+                                 bench_settings.profile.max_ap_small_rel_drop))
 
 
 def test_fastnas_keeps_more_accuracy(variant, rival_name: str, bench_settings: BenchSettings) -> None:
@@ -80,7 +97,7 @@ def test_onnx_map_agrees(pruned_variant: Variant, onnx_export, artifact_cache, t
 
     spec = pruned_variant.spec
     onnx = onnx_export(pruned_variant, spec.imgsz, 1)
-    data = resolve_data(spec.data, artifact_cache, spec.seed)
+    data = resolve_data(spec.data, artifact_cache, spec.seed).report_yaml
     metrics = YOLO(str(onnx), task="detect").val(
         data=str(data), imgsz=spec.imgsz, batch=1, device="cpu", plots=False, verbose=False,
         project=str(tmp_path), name="val",

@@ -25,6 +25,7 @@ from fastnas_bench.data import GENERATED_PREFIX, GeneratedDataConfig, generate_d
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.methods import PruneContext, get_method
 from fastnas_bench.spec import VariantSpec, package_version
+from fastnas_bench.splits import DataSplits, carve_search_split
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +68,30 @@ class Variant:
         return float(self.meta["recall"])
 
 
-def resolve_data(data: str, cache: ArtifactCache, seed: int = 0) -> Path | str:
-    """A local path for the generated dataset or a local YAML; Ultralytics names pass through.
+def resolve_data(data: str, cache: ArtifactCache, seed: int = 0) -> DataSplits:
+    """The select/report views of a dataset (see :mod:`fastnas_bench.splits`).
 
-    Names without a path that Ultralytics knows (``coco128.yaml``) are returned unchanged so that
-    Ultralytics resolves, and when online downloads, them.
+    ``generated`` is written into the cache; a local YAML is validated; names without a path that
+    Ultralytics knows (``coco128.yaml``) are resolved, and when online downloaded, by Ultralytics.
+
+    Raises:
+        BadInputError: for a bad path or a dataset Ultralytics cannot resolve (offline, say).
     """
     if data == GENERATED_PREFIX:
-        return generate_dataset(cache.root / "datasets", GeneratedDataConfig(seed=seed))
-    path = Path(data).expanduser()
-    if path.suffix not in {".yaml", ".yml"}:
-        raise BadInputError(f"data {data!r} must be a dataset YAML or {GENERATED_PREFIX!r}")
-    if path.parent != Path(".") or path.exists():
-        return validate_data_yaml(path)
-    return data
+        yaml_path: Path | str = generate_dataset(cache.root / "datasets", GeneratedDataConfig(seed=seed))
+    else:
+        path = Path(data).expanduser()
+        if path.suffix not in {".yaml", ".yml"}:
+            raise BadInputError(f"data {data!r} must be a dataset YAML or {GENERATED_PREFIX!r}")
+        yaml_path = validate_data_yaml(path) if path.parent != Path(".") or path.exists() else data
+    from ultralytics.data.utils import check_det_dataset
+
+    try:
+        dataset = check_det_dataset(str(yaml_path))
+    except Exception as e:  # Ultralytics raises FileNotFoundError, ConnectionError, SyntaxError, ...
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BadInputError(f"dataset {data!r} is not available: {first_line}") from None
+    return carve_search_split(dataset, cache.root / "datasets")
 
 
 def _resolve_weights(weights: str) -> str:
@@ -278,7 +289,9 @@ def build_variant(
         rebuild: Rebuild this entry even if cached (``--rebuild-variants``). Only this entry: a
             caller that wants a fresh source too rebuilds it first.
     """
-    data = resolve_data(spec.data, cache, spec.seed)
+    splits = resolve_data(spec.data, cache, spec.seed)
+    # Every accuracy-driven choice (best epoch, FastNAS widths) sees the search split only.
+    data = splits.select_yaml
     is_source = spec == spec.source()
     source = None if is_source else build_variant(spec.source(), cache, device)
     # Rivals are compared with FastNAS at equal FLOPs: they aim at the ratio FastNAS reached.
@@ -291,6 +304,8 @@ def build_variant(
             "spec": spec.to_dict(),
             "versions": {p: package_version(p) for p in ("torch", "ultralytics", "nvidia-modelopt")},
             "device": device,
+            "splits": {"train_images": splits.train_images, "search_images": splits.search_images,
+                       "val_images": splits.val_images},
         }
         with _build_log(tmp / "logs" / "build.log"):
             if source is None:
@@ -300,7 +315,7 @@ def build_variant(
                 constrain = None
                 if spec.method != "baseline":
                     method = get_method(spec.method)
-                    ctx = _prune_context(spec, Path(data), device, source, match, cache, tmp / "work")
+                    ctx = _prune_context(spec, data, device, source, match, cache, tmp / "work")
                     model = method.prune(model, ctx)  # type: ignore[arg-type]
                     constrain = method.constrain
                     meta["pruned_before_finetune"] = _describe(model)
@@ -310,7 +325,7 @@ def build_variant(
                 best = _finetune(model, spec, data, device, tmp / "train", constrain)
             shutil.copyfile(best, tmp / MODEL_FILE)
             meta.update(_describe(load_model(tmp / MODEL_FILE)))
-            meta.update(_validate(tmp / MODEL_FILE, spec, data, device, tmp / "val"))
+            meta.update(_validate(tmp / MODEL_FILE, spec, splits.report_yaml, device, tmp / "val"))
             if source is not None:
                 meta["flops_ratio"] = round(meta["gflops"] / source.gflops, 4)
                 meta["source_key"] = source.meta["key"]

@@ -5,23 +5,6 @@ Each is asserted inside its own test, so the failing test is the one named in th
 
 from __future__ import annotations
 
-from fastnas_bench.timing import LatencySummary
-
-
-def speedup(baseline: LatencySummary, pruned: LatencySummary) -> float:
-    """Baseline median latency over pruned median latency (> 1 means the pruned model is faster)."""
-    return baseline.latency_p50_ms / pruned.latency_p50_ms
-
-
-def check_speedup(label: str, baseline: LatencySummary, pruned: LatencySummary, min_speedup: float) -> str | None:
-    value = speedup(baseline, pruned)
-    if value >= min_speedup:
-        return None
-    return (
-        f"{label}: speedup {value:.3f}x < required {min_speedup:.3f}x "
-        f"(baseline p50 {baseline.latency_p50_ms:.2f} ms, pruned p50 {pruned.latency_p50_ms:.2f} ms)"
-    )
-
 
 def check_flops_ratio(baseline_gflops: float, pruned_gflops: float, target: float) -> str | None:
     ratio = pruned_gflops / baseline_gflops
@@ -35,6 +18,14 @@ def check_drop(metric: str, baseline: float, pruned: float, max_drop: float) -> 
     if drop <= max_drop:
         return None
     return f"{metric} drop {drop:.4f} > allowed {max_drop:.4f} (baseline {baseline:.4f}, pruned {pruned:.4f})"
+
+
+def check_relative_drop(metric: str, baseline: float, pruned: float, max_rel_drop: float) -> str | None:
+    """The drop as a share of the baseline's value; a baseline of 0 cannot lose anything."""
+    if baseline <= 0 or (baseline - pruned) / baseline <= max_rel_drop:
+        return None
+    return (f"{metric} fell {(baseline - pruned) / baseline:.1%} > allowed {max_rel_drop:.0%} "
+            f"(baseline {baseline:.4f}, pruned {pruned:.4f})")
 
 
 def check_agreement(metric: str, reference: float, other: float, tolerance: float, label: str) -> str | None:

@@ -40,13 +40,14 @@ class GeneratedDataConfig:
     """Parameters of the generated dataset; all of them are part of its identity.
 
     Attributes:
-        train_images: Number of training images.
+        train_images: Number of training images (a quarter become the search split, see
+            :mod:`fastnas_bench.splits`, leaving 96 to train on by default).
         val_images: Number of validation images.
         image_px: Side of the square images in pixels.
         seed: Random seed; the same config always yields byte-identical files.
     """
 
-    train_images: int = 96
+    train_images: int = 128
     val_images: int = 32
     image_px: int = 320
     seed: int = 0

@@ -24,7 +24,7 @@ METHODS: tuple[str, ...] = ("baseline", "fastnas", "l2struct", "unstructured")
 SCALES: tuple[str, ...] = ("n", "s", "m", "l", "x")
 
 #: Bumped whenever the pipeline changes what an entry holds; part of every cache key.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 #: Bumped when a method's algorithm changes; part of the keys of that method's variants only.
 METHOD_VERSIONS: dict[str, int] = {"baseline": 1, "fastnas": 4, "l2struct": 2, "unstructured": 2}
 # Packages whose version changes what a build produces; part of every cache key.
@@ -172,7 +172,10 @@ class Profile:
         min_speedup: Lower bound on baseline/pruned median latency, per backend.
         max_map_drop: Upper bound on the mAP50-95 drop (absolute, baseline - pruned).
         max_recall_drop: Upper bound on the recall drop (absolute).
-        max_ap_small_drop: Upper bound on the drop of AP for small objects (absolute, COCO areas).
+        max_ap_small_rel_drop: Upper bound on the drop of AP for small objects (COCO areas) as a
+            share of the baseline's: an absolute bound means nothing when AP_small itself is ~0.1.
+        min_baseline_map: Below this baseline mAP50-95 an accuracy drop says nothing: the accuracy
+            checks skip with the reason.
         description: One line for ``--help`` and the README.
     """
 
@@ -184,10 +187,14 @@ class Profile:
     min_speedup: dict[str, float]
     max_map_drop: float
     max_recall_drop: float
-    max_ap_small_drop: float = 0.10
+    max_ap_small_rel_drop: float = 0.30
+    min_baseline_map: float = 0.05
     description: str = ""
     warmup_rounds: int = 5
     rounds: int = 30
+    # ABBA rounds of a speedup measurement, fixed before the first sample. 90 paired ratios give
+    # a 95% interval about ±0.5% wide on this project's 2-core VM (README, "Verdicts").
+    speedup_rounds: int = 90
 
     @property
     def baseline(self) -> VariantSpec:
@@ -236,10 +243,14 @@ PROFILES: dict[str, Profile] = {
             bench_imgsz=640,
             batch_sizes=(1, 8),
             min_speedup={"pytorch": 1.1, "onnxruntime": 1.1, "tensorrt": 1.1},
-            max_map_drop=0.07,
-            max_recall_drop=0.05,
+            # The reference experiment lost 5.4 pp mAP50-95 and 3.3 pp recall; the suite must do at
+            # least as well, with 2 pp for what one run on a 96-image held-out split cannot pin down
+            # (the reference reported on COCO128's training images, one run, one seed).
+            max_map_drop=0.054 + 0.02,
+            max_recall_drop=0.033 + 0.02,
             warmup_rounds=20,
             rounds=200,
+            speedup_rounds=200,
         ),
     )
 }

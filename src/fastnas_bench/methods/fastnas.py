@@ -2,9 +2,9 @@
 
 The baseline is re-classed as :class:`~fastnas_bench.traceable.TraceableDetectionModel` so the
 tracer sees the real graph, converted to a search space (Detect head frozen), and searched under a
-FLOPs constraint. The score of a candidate is Ultralytics' own validation mAP50-95 on the val
-split; modelopt recalibrates BatchNorm statistics per candidate from a queue of 50 training
-batches. The search checkpoint keeps the sensitivity map, so other FLOPs targets for the same
+FLOPs constraint. The score of a candidate is Ultralytics' own validation mAP50-95 on the search
+split (carved from train, never the reported val split); modelopt recalibrates BatchNorm statistics
+per candidate from a queue of 50 training batches. The search checkpoint keeps the sensitivity map, so other FLOPs targets for the same
 baseline reuse it without new score calls.
 """
 
@@ -91,7 +91,7 @@ def _calibration_batches(ctx: PruneContext) -> list[torch.Tensor]:
 
 
 class _MapScore:
-    """FastNAS score: validation mAP50-95 from one reused Ultralytics validator."""
+    """FastNAS score: mAP50-95 on the search split (the select YAML's val) from one reused validator."""
 
     def __init__(self, ctx: PruneContext) -> None:
         from ultralytics.models.yolo.detect import DetectionValidator
@@ -156,6 +156,11 @@ class FastNAS(PruneMethod):
                 break
             log.info("FastNAS attempt %d: reported FLOPs ratio %.4f > target %.4f; tightening", attempt, ratio, spec.flops_target)
             constraint *= spec.flops_target / ratio * 0.998
+        else:
+            raise BadInputError(
+                f"FastNAS could not reach FLOPs target {spec.flops_target:g} for {spec.model} with channel divisor "
+                f"{spec.channel_divisor}: {CONSTRAINT_ATTEMPTS} tightened searches ended at ratio {ratio:.4f}"
+            )
         self.notes.update(score_calls=score.calls, source_map50_95=score.unpruned, modelopt_constraint=constraint)
         log.info("FastNAS search made %d score calls", score.calls)
         free = lossless_choices(ctx.search_dir / "fastnas_search.pth")
