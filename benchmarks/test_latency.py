@@ -39,4 +39,3 @@ def test_latency(benchmark, measurer: Measurer, bench_settings: BenchSettings, v
             benchmark.extra_info["efficiency"] = efficiency(1 / ratio, v.gflops / base.gflops)
     if before is not None:
         benchmark.extra_info.update(gpu_state_before=before, gpu_state_after=gpu_state())
-    assert record.summary.latency_p50_ms > 0

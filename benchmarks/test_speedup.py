@@ -1,60 +1,81 @@
-"""Pruned variants against the baseline on the same backend, batch and run (interleaved rounds)."""
+"""Pruned variants against the baseline on the same backend, batch and run (paired ABBA rounds).
+
+``test_speedup`` asks "is it at least the profile's bound faster?"; ``test_speedup_regression``
+asks "is it as much faster as the stored runs of this machine class say it should be?". The
+second is the one that catches a 10% regression on a noisy shared machine: it compares a
+ratio timed in paired rounds, which machine drift hardly moves, with that ratio's own history.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import pytest
 
 from fastnas_bench.backends import BackendUnavailable
-from fastnas_bench.checks import check_speedup, efficiency, speedup
-from fastnas_bench.measure import Measurer, confirmed_pair
+from fastnas_bench.baselines import gate_message, speedup_gate
+from fastnas_bench.checks import efficiency
+from fastnas_bench.machine import run_versions
+from fastnas_bench.measure import Measurer
+from fastnas_bench.plugin import report_outcome
 from fastnas_bench.settings import BackendTarget, BenchSettings
-from fastnas_bench.timing import LatencySummary
+from fastnas_bench.verdicts import Outcome, PairedSpeedup, at_least, at_most
 
 # Zeroed weights on a dense backend do the same work: anything above this would be news.
 UNSTRUCTURED_MAX_SPEEDUP = 1.10
 
 
-def _interleaved(measurer: Measurer, target: BackendTarget, name: str, batch: int,
-                 passes: Callable[[LatencySummary, LatencySummary], bool]) -> tuple[LatencySummary, LatencySummary, int]:
+def _measured(measurer: Measurer, target: BackendTarget, name: str, batch: int) -> PairedSpeedup:
     try:
-        # Timed in alternating rounds, so machine drift cannot favour either variant; a failing
-        # block is confirmed by a second one before the verdict (see confirmed_pair).
-        return confirmed_pair(lambda: measurer.interleaved_samples(target, ("baseline", name), batch), passes)
+        return measurer.paired_speedup(target, name, batch)
     except BackendUnavailable as e:
         pytest.skip(str(e))
 
 
-def _record(baselines, request, base: LatencySummary, pruned: LatencySummary, flops_ratio: float, bound: float,
-            blocks: int) -> float:
-    value = speedup(base, pruned)
+def _record(baselines, request, variant, name: str, estimate: PairedSpeedup, flops_ratio: float, bound: float,
+            outcome: Outcome) -> None:
     baselines.produced[request.node.name] = {
-        "speedup": value, "bound": bound, "flops_ratio": flops_ratio, "blocks": blocks,
-        "efficiency": efficiency(1 / value, flops_ratio) if flops_ratio < 1 else None,
-        "baseline_p50_ms": base.latency_p50_ms, "pruned_p50_ms": pruned.latency_p50_ms,
-        "baseline_iqr_ms": base.latency_iqr_ms, "pruned_iqr_ms": pruned.latency_iqr_ms,
+        "speedup": estimate.speedup, "ci_low": estimate.ci_low, "ci_high": estimate.ci_high,
+        "rounds": estimate.rounds, "confidence": estimate.confidence, "bound": bound, "outcome": outcome.value,
+        "baseline_p50_ms": estimate.baseline_p50_ms, "pruned_p50_ms": estimate.variant_p50_ms,
+        "flops_ratio": flops_ratio,
+        "efficiency": efficiency(1 / estimate.speedup, flops_ratio) if flops_ratio < 1 else None,
+        "variant_keys": {"baseline": variant("baseline").meta["key"], name: variant(name).meta["key"]},
+        "versions": run_versions(),
     }
-    return value
 
 
 def test_speedup(measurer: Measurer, bench_settings: BenchSettings, baselines, request, variant,
                  target: BackendTarget, structured_name: str, batch_size: int) -> None:
     bound = bench_settings.profile.min_speedup[target.backend]
-    base, pruned, blocks = _interleaved(measurer, target, structured_name, batch_size,
-                                        lambda b, p: speedup(b, p) >= bound)
-    _record(baselines, request, base, pruned, variant(structured_name).gflops / variant("baseline").gflops, bound, blocks)
-    message = check_speedup(f"{target.id} {structured_name} bs{batch_size}", base, pruned, bound)
-    if message:
-        pytest.fail(f"{message}, {blocks} block(s) of rounds")
+    estimate = _measured(measurer, target, structured_name, batch_size)
+    outcome = at_least(estimate, bound)
+    _record(baselines, request, variant, structured_name, estimate,
+            variant(structured_name).gflops / variant("baseline").gflops, bound, outcome)
+    report_outcome(request, outcome, f"{target.id} {structured_name} bs{batch_size}: speedup {estimate.describe()} "
+                                     f"vs required ≥ {bound:.2f}x")
 
 
-def test_unstructured_gives_no_speedup(measurer: Measurer, baselines, request, target: BackendTarget,
+def test_unstructured_gives_no_speedup(measurer: Measurer, baselines, request, variant, target: BackendTarget,
                                        unstructured_name: str, batch_size: int) -> None:
     """The reference's claim: zeroing weights does not make a dense backend faster."""
-    base, pruned, blocks = _interleaved(measurer, target, unstructured_name, batch_size,
-                                        lambda b, p: speedup(b, p) <= UNSTRUCTURED_MAX_SPEEDUP)
-    value = _record(baselines, request, base, pruned, 1.0, UNSTRUCTURED_MAX_SPEEDUP, blocks)
-    if value > UNSTRUCTURED_MAX_SPEEDUP:
-        pytest.fail(f"{target.id} {unstructured_name}: speedup {value:.3f}x > {UNSTRUCTURED_MAX_SPEEDUP}x "
-                    f"from unstructured sparsity on a dense backend, {blocks} block(s) of rounds")
+    estimate = _measured(measurer, target, unstructured_name, batch_size)
+    outcome = at_most(estimate, UNSTRUCTURED_MAX_SPEEDUP)
+    _record(baselines, request, variant, unstructured_name, estimate, 1.0, UNSTRUCTURED_MAX_SPEEDUP, outcome)
+    report_outcome(request, outcome, f"{target.id} {unstructured_name}: speedup {estimate.describe()} from "
+                                     f"unstructured sparsity on a dense backend vs allowed ≤ {UNSTRUCTURED_MAX_SPEEDUP}x")
+
+
+def test_speedup_regression(measurer: Measurer, baselines, request, variant, target: BackendTarget,
+                            structured_name: str, batch_size: int) -> None:
+    """The speedup against the distribution of the stored runs of this machine class."""
+    speedup_id = f"test_speedup[{target.id}-{structured_name}-bs{batch_size}]"
+    estimate = _measured(measurer, target, structured_name, batch_size)
+    runs = baselines.stored_runs(speedup_id)
+    verdict = speedup_gate(runs, estimate)
+    if verdict is None:
+        pytest.skip(f"{len(runs)} stored run(s) of {speedup_id} in {baselines.path}; the gate needs ≥ 5 "
+                    "(record passing runs with --update-baselines)")
+    baselines.gates[request.node.name] = {"backend": target.backend, "kind": "speedup",
+                                          "resolution": verdict.resolution, "outcome": verdict.outcome.value}
+    report_outcome(request, verdict.outcome, gate_message(
+        f"{speedup_id}: speedup {estimate.describe()}", "speedup", verdict, runs, run_versions(),
+        {"baseline": variant("baseline").meta["key"], structured_name: variant(structured_name).meta["key"]}))

@@ -1,4 +1,4 @@
-"""Stored baselines: the statistical verdict, matching, atomic writes, refusal across machines."""
+"""Stored baselines: run history, atomic writes, the gates end to end through the real plugin."""
 
 from __future__ import annotations
 
@@ -8,52 +8,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastnas_bench.baselines import SCHEMA_VERSION, baseline_path, load_baselines, regression_verdict, write_baselines
+from fastnas_bench.baselines import (
+    MAX_STORED_RUNS,
+    SCHEMA_VERSION,
+    baseline_path,
+    calibrated_latency,
+    changed_versions,
+    latency_gate,
+    load_baselines,
+    write_baselines,
+)
 from fastnas_bench.errors import BadInputError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _noisy(median_ms: float, n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    # Shared-machine noise: jitter plus occasional large outliers.
-    samples = median_ms * (1 + rng.normal(0, 0.03, n))
-    spikes = rng.random(n) < 0.1
-    samples[spikes] *= rng.uniform(1.2, 2.0, spikes.sum())
-    return samples
-
-
-def test_unchanged_latency_never_flags() -> None:
-    stored = _noisy(50.0, 30, seed=0)
-    flagged = [regression_verdict(stored, _noisy(50.0, 30, seed=s)).regressed for s in range(1, 51)]
-    assert not any(flagged)
-
-
-def test_clear_slowdown_is_flagged_with_numbers() -> None:
-    verdict = regression_verdict(_noisy(50.0, 30, 0), _noisy(60.0, 30, 1), tolerance=0.10)
-    assert verdict.regressed and verdict.median_ratio > 1.1 and verdict.p_value < 0.01 and verdict.ci_low > 1
-    text = verdict.describe("test_latency[onnxruntime-fastnas66-bs1]", 50.0, 60.0, 0.10)
-    assert "onnxruntime-fastnas66-bs1" in text and "60.000 ms vs stored 50.000 ms" in text and "+10%" in text
-
-
-def test_significant_but_small_slowdown_is_not_a_regression() -> None:
-    # 4% slower with tight noise is significant, but below the minimum effect size.
-    rng = np.random.default_rng(0)
-    stored, current = 50 + rng.normal(0, 0.2, 50), 52 + rng.normal(0, 0.2, 50)
-    verdict = regression_verdict(stored, current, tolerance=0.10)
-    assert verdict.p_value < 1e-6 and not verdict.regressed
-
-
-def test_too_few_samples() -> None:
-    with pytest.raises(ValueError, match="≥ 5 samples"):
-        regression_verdict([1.0, 2.0], [1.0] * 10)
-
-
-def test_write_is_atomic_merge_and_schema_checked(tmp_path: Path) -> None:
+def test_write_appends_runs_atomically_and_checks_the_schema(tmp_path: Path) -> None:
     path = baseline_path(tmp_path, "cpuX-2cores-ort1", "cpu")
-    write_baselines(path, "cpuX-2cores-ort1", "cpu", {"a": {"latency_p50_ms": 1.0}})
-    write_baselines(path, "cpuX-2cores-ort1", "cpu", {"b": {"latency_p50_ms": 2.0}})
-    assert set(load_baselines(path)) == {"a", "b"}
+    write_baselines(path, "cpuX-2cores-ort1", "cpu", {"a": {"speedup": 1.0}})
+    write_baselines(path, "cpuX-2cores-ort1", "cpu", {"a": {"speedup": 1.1}, "b": {"speedup": 2.0}})
+    stored = load_baselines(path)
+    assert [r["speedup"] for r in stored["a"]["runs"]] == [1.0, 1.1] and len(stored["b"]["runs"]) == 1
+    for i in range(MAX_STORED_RUNS + 3):
+        write_baselines(path, "cpuX-2cores-ort1", "cpu", {"a": {"speedup": float(i)}})
+    runs = load_baselines(path)["a"]["runs"]
+    assert len(runs) == MAX_STORED_RUNS and runs[-1]["speedup"] == MAX_STORED_RUNS + 2  # the newest kept
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
     assert load_baselines(tmp_path / "absent.json") == {}
     path.write_text(json.dumps({"schema": SCHEMA_VERSION + 1, "tests": {}}))
@@ -61,8 +40,30 @@ def test_write_is_atomic_merge_and_schema_checked(tmp_path: Path) -> None:
         load_baselines(path)
 
 
-def _suite_with_fake_measurer(pytester: pytest.Pytester) -> None:
-    """A pytester project that uses the real plugin and baseline hooks with scripted latencies."""
+def _latency_run(median_ms: float, calibration_ms: float, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    samples = list(median_ms * (1 + np.abs(rng.normal(0, 0.03, 30))))
+    return calibrated_latency(samples, calibration_ms)
+
+
+def test_latency_gate_calibrates_and_takes_its_tolerance_from_the_stored_runs() -> None:
+    # Stored runs on a machine whose speed wandered by ±20%: the calibration workload wandered too.
+    stored = [_latency_run(30 * f, 2 * f, seed) for seed, f in enumerate((1.0, 1.2, 0.85, 1.1, 0.95))]
+    slower_machine = latency_gate(stored, _latency_run(30 * 1.8, 2 * 1.8, 9))
+    assert slower_machine is not None and slower_machine.outcome.value == "pass"
+    regressed = latency_gate(stored, _latency_run(30 * 1.5, 2.0, 10))
+    assert regressed is not None and regressed.outcome.value == "fail" and regressed.resolution < 0.5
+    assert latency_gate(stored[:4], stored[0]) is None
+
+
+def test_changed_versions_are_named() -> None:
+    runs = [{"versions": {"torch": "2.14.1", "onnxruntime": "1.31.0"}}]
+    assert changed_versions(runs, {"torch": "2.14.1", "onnxruntime": "1.32.0"}) == ["onnxruntime 1.31.0 → 1.32.0"]
+    assert changed_versions(runs, {"torch": "2.14.1", "onnxruntime": "1.31.0"}) == []
+
+
+def _suite_with_scripted_speedups(pytester: pytest.Pytester) -> None:
+    """A pytester project that runs the real plugin, gate and outcome reporting on scripted ABBA samples."""
     pytester.makeconftest(
         """
         import pytest
@@ -79,18 +80,30 @@ def _suite_with_fake_measurer(pytester: pytest.Pytester) -> None:
         import os
         import numpy as np
         import pytest
-        from fastnas_bench.baselines import regression_verdict
+        from fastnas_bench.baselines import gate_message, speedup_gate
+        from fastnas_bench.plugin import report_outcome
+        from fastnas_bench.verdicts import paired_speedup
 
-        def test_latency_regression(baselines):
+        KEY = "test_speedup[fake-fastnas66-bs1]"
+
+        def test_speedup_regression(baselines, request):
             rng = np.random.default_rng(int(os.environ.get("SEED", "0")))
-            current = list(float(os.environ.get("MEDIAN_MS", "10")) * (1 + rng.normal(0, 0.02, 30)))
-            key = "test_latency[fake-fastnas66-bs1]"
-            baselines.produced[key] = {"latency_p50_ms": float(np.median(current)), "samples_ms": current}
-            if baselines.update:
-                pytest.skip("recording")
-            stored = baselines.stored[key]
-            verdict = regression_verdict(stored["samples_ms"], current)
-            assert not verdict.regressed, verdict.describe(key, stored["latency_p50_ms"], float(np.median(current)), 0.1)
+            pruned_ms = float(os.environ.get("PRUNED_MS", "24"))
+            base = list(30e-3 * (1 + np.abs(rng.normal(0, 0.03, 180))))
+            pruned = list(pruned_ms * 1e-3 * (1 + np.abs(rng.normal(0, 0.03, 180))))
+            estimate = paired_speedup(base, pruned)
+            baselines.produced[KEY] = {"speedup": estimate.speedup, "ci_low": estimate.ci_low,
+                                       "ci_high": estimate.ci_high, "rounds": estimate.rounds,
+                                       "confidence": estimate.confidence, "bound": 1.1, "outcome": "pass",
+                                       "flops_ratio": 0.66, "efficiency": None, "versions": {"torch": "1"}}
+            runs = baselines.stored_runs(KEY)
+            verdict = speedup_gate(runs, estimate)
+            if verdict is None:
+                pytest.skip(f"{len(runs)} stored runs")
+            baselines.gates[request.node.name] = {"backend": "fake", "kind": "speedup",
+                                                  "resolution": verdict.resolution, "outcome": verdict.outcome.value}
+            report_outcome(request, verdict.outcome, gate_message(f"{KEY}: speedup {estimate.describe()}", "speedup",
+                           verdict, runs, {"torch": os.environ.get("TORCH", "1")}, {}))
 
         def test_other():
             assert os.environ.get("FAIL_OTHER") != "1"
@@ -98,53 +111,67 @@ def _suite_with_fake_measurer(pytester: pytest.Pytester) -> None:
     )
 
 
-def test_failing_run_leaves_stored_baselines_byte_identical(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    _suite_with_fake_measurer(pytester)
+def test_gate_records_fails_with_figures_and_never_writes_a_failed_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _suite_with_scripted_speedups(pytester)
     root = pytester.path / "baselines"
     common = ["-p", "no:cacheprovider", "--baselines-dir", str(root), "--backends", "pytorch"]
-    first = pytester.runpytest_subprocess(*common, "--update-baselines")
-    first.assert_outcomes(passed=1, skipped=1)
+    for seed in range(5):
+        monkeypatch.setenv("SEED", str(seed))
+        pytester.runpytest_subprocess(*common, "--update-baselines").assert_outcomes(passed=1, skipped=1)
     (stored,) = root.glob("*/cpu.json")
     before = stored.read_bytes()
 
     monkeypatch.setenv("FAIL_OTHER", "1")
-    monkeypatch.setenv("MEDIAN_MS", "20")
     failed = pytester.runpytest_subprocess(*common, "--update-baselines")
-    failed.assert_outcomes(failed=1, skipped=1)
+    failed.assert_outcomes(failed=1, passed=1)
     failed.stdout.fnmatch_lines(["*baselines NOT updated: the run did not pass*"])
     assert stored.read_bytes() == before
 
     monkeypatch.delenv("FAIL_OTHER")
+    monkeypatch.setenv("PRUNED_MS", str(24 * 1.10))  # the pruned model 10% slower
+    monkeypatch.setenv("TORCH", "2")
     slowed = pytester.runpytest_subprocess(*common)
     slowed.assert_outcomes(failed=1, passed=1)
-    slowed.stdout.fnmatch_lines(["*test_latency[[]fake-fastnas66-bs1]: median 19.9* ms vs stored 9.9* ms*Mann-Whitney*"])
+    slowed.stdout.fnmatch_lines([
+        "*test_speedup[[]fake-fastnas66-bs1]: speedup 1.13*x (9*% CI*) vs stored speedup 1.2* over 5 runs*"
+        "changed since the stored runs: torch 1 → 2*",
+        "*resolution on machine class*fake: the smallest speedup drop these gates catch is *%*",
+    ])
     assert stored.read_bytes() == before  # comparing never writes
 
-    monkeypatch.setenv("MEDIAN_MS", "10")
-    for seed in range(1, 4):
-        monkeypatch.setenv("SEED", str(seed))
-        pytester.runpytest_subprocess(*common).assert_outcomes(passed=2)
+    monkeypatch.setenv("PRUNED_MS", "24")
+    monkeypatch.setenv("TORCH", "1")
+    monkeypatch.setenv("SEED", "42")
+    pytester.runpytest_subprocess(*common).assert_outcomes(passed=2)
 
 
-def test_calibration_cancels_a_uniformly_slower_machine() -> None:
-    from fastnas_bench.baselines import normalized_samples
+def test_undecided_is_its_own_outcome(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest('pytest_plugins = ["fastnas_bench.plugin"]')
+    pytester.makepyfile(
+        test_u="""
+        from fastnas_bench.plugin import report_outcome
+        from fastnas_bench.verdicts import PairedSpeedup, at_least
 
-    stored = {"samples_ms": list(_noisy(50.0, 30, 0)), "calibration_ms": 2.0}
-    # The whole machine runs 1.8x slower this hour: the model and the calibration workload alike.
-    slower = {"samples_ms": list(_noisy(90.0, 30, 1)), "calibration_ms": 3.6}
-    assert regression_verdict(stored["samples_ms"], slower["samples_ms"]).regressed
-    assert not regression_verdict(normalized_samples(stored), normalized_samples(slower)).regressed
-    # A model that got slower on an unchanged machine is still caught.
-    worse = {"samples_ms": list(_noisy(65.0, 30, 2)), "calibration_ms": 2.0}
-    assert regression_verdict(normalized_samples(stored), normalized_samples(worse)).regressed
-    assert normalized_samples({"samples_ms": [1.0, 2.0]}) == [1.0, 2.0]
+        def test_straddles(request):
+            estimate = PairedSpeedup(1.10, 1.08, 1.12, 90, 0.95)
+            report_outcome(request, at_least(estimate, 1.10), "speedup " + estimate.describe())
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--backends", "pytorch", "-v")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*test_straddles UNDECIDED*", "*UNDECIDED*test_straddles: speedup 1.100x*",
+                                 "*1 undecided*"])
+    assert "passed" not in result.stdout.lines[-1]
 
 
-def test_tolerance_is_stored_per_machine_class(tmp_path: Path) -> None:
-    from fastnas_bench.baselines import stored_tolerance
-
-    path = tmp_path / "cls" / "cpu.json"
-    write_baselines(path, "cls", "cpu", {"a": {}}, tolerance=0.3)
-    write_baselines(path, "cls", "cpu", {"b": {}})  # a later update keeps the recorded tolerance
-    assert stored_tolerance(path) == 0.3 and set(load_baselines(path)) == {"a", "b"}
-    assert stored_tolerance(tmp_path / "none.json") is None
+def test_injected_runs_never_become_baselines(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makeconftest('pytest_plugins = ["fastnas_bench.plugin"]')
+    monkeypatch.setenv("FASTNAS_BENCH_INJECT_SLOWDOWN", "onnxruntime:*=25%")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--update-baselines")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--update-baselines with FASTNAS_BENCH_INJECT_SLOWDOWN set*"])
+    monkeypatch.setenv("FASTNAS_BENCH_INJECT_SLOWDOWN", "onnxruntime=25")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.stderr.fnmatch_lines(["*item 'onnxruntime=25' must look like backend:variant=10%*"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from fastnas_bench.backends import Backend, BackendUnavailable, OutputMismatch
 from fastnas_bench.build import Variant
-from fastnas_bench.checks import check_agreement, check_drop, check_flops_ratio, check_speedup, efficiency, speedup
+from fastnas_bench.checks import check_agreement, check_drop, check_flops_ratio, check_relative_drop, efficiency
 from fastnas_bench.measure import Measurer
 from fastnas_bench.settings import BackendTarget, resolve_settings
 from fastnas_bench.spec import VariantSpec
@@ -61,7 +62,8 @@ class _ScriptedVariant(Variant):
 
 def _measurer(backend_cls: type[Backend] = FakeBackend) -> Measurer:
     settings = resolve_settings({})
-    settings = replace(settings, profile=replace(settings.profile, rounds=7, warmup_rounds=2, bench_imgsz=32))
+    settings = replace(settings, profile=replace(settings.profile, rounds=7, warmup_rounds=2, speedup_rounds=8,
+                                                          bench_imgsz=32))
 
     return Measurer(
         settings,
@@ -92,10 +94,7 @@ def test_scripted_latencies_give_the_scripted_speedup() -> None:
     pruned = m.measure(target, "fastnas66", 1)
     assert base.summary.n_samples == 7 and len(base.samples_s) == 7
     assert base.summary.latency_p50_ms >= 4.0 and pruned.summary.latency_p50_ms >= 2.0
-    assert 1.4 < speedup(base.summary, pruned.summary) < 2.1
-    assert check_speedup("fake", base.summary, pruned.summary, 1.3) is None
-    message = check_speedup("fake bs1", pruned.summary, base.summary, 1.3)
-    assert message and "fake bs1: speedup 0." in message and "required 1.300x" in message
+    assert 1.4 < base.summary.latency_p50_ms / pruned.summary.latency_p50_ms < 2.1
     # A second request without a benchmark fixture reuses the measurement.
     assert m.measure(target, "baseline", 1) is base
 
@@ -142,52 +141,71 @@ def test_threshold_checks_show_measured_and_bound() -> None:
     assert check_drop("mAP50-95", 0.8, 0.75, 0.06) is None
     msg = check_drop("recall", 0.9, 0.7, 0.05)
     assert msg and "recall drop 0.2000 > allowed 0.0500" in msg
+    assert check_relative_drop("AP_small", 0.110, 0.080, 0.30) is None
+    msg = check_relative_drop("AP_small", 0.110, 0.060, 0.30)
+    assert msg and "AP_small fell 45.5% > allowed 30%" in msg
+    assert check_relative_drop("AP_small", 0.0, 0.0, 0.30) is None
     assert check_agreement("mAP50-95", 0.5, 0.51, 0.02, "ort") is None
     assert "differs" in (check_agreement("mAP50-95", 0.5, 0.6, 0.02, "ort") or "")
     # The reference: -34% FLOPs bought -19.6% latency.
     assert efficiency(8.66 / 10.77, 52.0 / 79.3) == pytest.approx(0.57, abs=0.01)
 
 
-def test_interleaved_pair_gives_the_scripted_speedup() -> None:
-    base, pruned = map(summarize_seconds, _measurer().interleaved_samples(BackendTarget("fake", "fp32"), ("baseline", "fastnas66"), 1))
-    assert base.n_samples == pruned.n_samples == 7
-    assert 1.4 < speedup(base, pruned) < 2.1
+def test_paired_speedup_gives_the_scripted_speedup_with_an_interval() -> None:
+    estimate = _measurer().paired_speedup(BackendTarget("fake", "fp32"), "fastnas66", 1)
+    assert estimate.rounds == 8 and estimate.ci_low <= estimate.speedup <= estimate.ci_high
+    assert 1.4 < estimate.speedup < 2.1
 
 
-def test_interleaved_rounds_settle_each_variant_before_timing_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A timed call never directly follows the other variant's call (its runtime threads may still spin)."""
-    from fastnas_bench import measure
-
-    m = _measurer()
+def _record_calls(m: Measurer, monkeypatch: pytest.MonkeyPatch, latency_s: dict[str, float]) -> list[str]:
     calls: list[str] = []
-    monkeypatch.setattr(m, "_prepare", lambda target, name, batch: (lambda: calls.append(name), 0.0, {}))
-    timed: list[str] = []
-    real_time_rounds = measure.time_rounds
 
-    def spy(fn, warmup_rounds, rounds):  # type: ignore[no-untyped-def]
-        out = real_time_rounds(fn, warmup_rounds, rounds)
-        timed.extend([calls[-1]] * rounds)
-        return out
+    def prepare(target, name, batch):  # type: ignore[no-untyped-def]
+        def run() -> None:
+            calls.append(name)
+            time.sleep(latency_s[name])
 
-    monkeypatch.setattr(measure, "time_rounds", spy)
-    m.interleaved_samples(BackendTarget("fake", "fp32"), ("baseline", "fastnas66"), 1)
-    rounds = calls[2 * 2:]  # after 2 warmup calls per variant
-    assert rounds[:4] == ["baseline", "baseline", "fastnas66", "fastnas66"]
-    assert len(rounds) == 7 * 2 * (1 + measure.SETTLE_CALLS) and timed.count("baseline") == timed.count("fastnas66") == 7
+        return run, 0.0, {}
+
+    monkeypatch.setattr(m, "_prepare", prepare)
+    return calls
 
 
-def test_confirmed_pair_times_a_second_block_only_when_the_first_fails() -> None:
-    from fastnas_bench.measure import confirmed_pair
+def test_rounds_are_abba_and_their_number_never_depends_on_the_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
+    counts = []
+    for pruned_s in (0.0005, 0.004):  # a clear pass and a clear fail at any bound above 1
+        m = _measurer()
+        calls = _record_calls(m, monkeypatch, {"baseline": 0.002, "fastnas66": pruned_s})
+        m.paired_speedup(BackendTarget("fake", "fp32"), "fastnas66", 1)
+        timed = calls[2 * 2:]  # after 2 warm-up calls per variant
+        assert timed[:8] == ["baseline", "fastnas66", "fastnas66", "baseline"] * 2
+        counts.append(len(timed))
+    assert counts == [8 * 4, 8 * 4]
 
-    blocks = iter([([0.10] * 5, [0.095] * 5), ([0.10] * 5, [0.070] * 5)])  # 1.05x, then 1.43x
-    faster = lambda b, p: speedup(b, p) >= 1.10  # noqa: E731
-    base, pruned, n = confirmed_pair(lambda: next(blocks), faster)
-    assert n == 2 and base.n_samples == pruned.n_samples == 10
-    assert speedup(base, pruned) == pytest.approx(0.10 / 0.0825)  # median of the pooled rounds
 
-    blocks = iter([([0.10] * 5, [0.070] * 5)])
-    assert confirmed_pair(lambda: next(blocks), faster)[2] == 1  # a passing block is not timed again
+def test_speedup_is_measured_once_per_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = _measurer()
+    calls = _record_calls(m, monkeypatch, {"baseline": 0.0, "fastnas66": 0.0})
+    first = m.paired_speedup(BackendTarget("fake", "fp32"), "fastnas66", 1)
+    n = len(calls)
+    assert m.paired_speedup(BackendTarget("fake", "fp32"), "fastnas66", 1) is first and len(calls) == n
 
-    blocks = iter([([0.10] * 5, [0.099] * 5), ([0.10] * 5, [0.098] * 5)])
-    base, pruned, n = confirmed_pair(lambda: next(blocks), faster)
-    assert n == 2 and speedup(base, pruned) < 1.10  # a real lack of speed survives the second block
+
+def test_injected_slowdown_names_backend_and_variant(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastnas_bench.errors import BadInputError
+    from fastnas_bench.inject import INJECT_SLOWDOWN_ENV, injected_slowdown, parse_injected_slowdowns
+    from fastnas_bench.measure import _slowed
+
+    monkeypatch.setenv(INJECT_SLOWDOWN_ENV, "onnxruntime:fastnas66=10%, pytorch:*=25%")
+    assert injected_slowdown("onnxruntime", "fastnas66") == pytest.approx(0.10)
+    assert injected_slowdown("onnxruntime", "baseline") == 0.0
+    assert injected_slowdown("pytorch", "baseline") == pytest.approx(0.25)
+    monkeypatch.delenv(INJECT_SLOWDOWN_ENV)
+    assert injected_slowdown("pytorch", "baseline") == 0.0
+    for bad in ("onnxruntime=10%", "ort:fastnas66=10%", "onnxruntime:fastnas66=10", "pytorch:*=-5%", "pytorch:*=x%"):
+        with pytest.raises(BadInputError, match=re.escape(f"item {bad!r} must look like backend:variant=10%")):
+            parse_injected_slowdowns(bad)
+    slowed = _slowed(lambda: time.sleep(0.02), 0.5)
+    start = time.perf_counter()
+    slowed()
+    assert time.perf_counter() - start >= 0.03

@@ -78,7 +78,7 @@ def test_tensorrt_on_cpu_skips_with_a_reason(pytester: pytest.Pytester) -> None:
     result = _run(pytester, str(REPO / "benchmarks" / "test_latency.py"), str(REPO / "benchmarks" / "test_speedup.py"),
                   "-k", "tensorrt", "-rs")
     assert result.ret == 0
-    result.assert_outcomes(skipped=4)  # latency ×2, speedup, and the unselected unstructured check
+    result.assert_outcomes(skipped=5)  # latency ×2, speedup, its regression gate, the unselected unstructured check
     result.stdout.fnmatch_lines(["SKIPPED*tensorrt on cpu: TensorRT runs on CUDA only (use --gpu)*"])
 
 

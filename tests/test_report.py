@@ -34,8 +34,8 @@ def run_file(tmp_path: Path) -> Path:
         _bench("onnxruntime", "unstructured66", "unstructured", 50.5, 8.0, 0.30),
         {"name": "test_speedup[onnxruntime-fastnas66-bs1]", "extra_info": {}},
     ], "fastnas_bench": {"speedups": {"test_speedup[onnxruntime-fastnas66-bs1]": {
-        "speedup": 1.31, "bound": 1.15, "flops_ratio": 0.625, "efficiency": 0.63,
-        "baseline_p50_ms": 50.0, "pruned_p50_ms": 38.2}}}}
+        "speedup": 1.31, "ci_low": 1.30, "ci_high": 1.32, "rounds": 90, "outcome": "pass",
+        "bound": 1.15, "flops_ratio": 0.625, "efficiency": 0.63, "baseline_p50_ms": 50.0, "pruned_p50_ms": 38.2}}}}
     path = tmp_path / "0001_run.json"
     path.write_text(json.dumps(doc))
     return path
@@ -59,7 +59,7 @@ def test_cli_report_writes_markdown_json_and_pngs(run_file: Path, tmp_path: Path
     # The interleaved figure wins over the ratio of separate timings; † marks the latter.
     assert "| fastnas66 | 1.50M | 5.00 | 0.625 | 37.0 / 40.7, 1.31x, eff 0.63 |" in md
     assert "50.5 / 55.6, 0.99x† |" in md
-    assert "| test_speedup[onnxruntime-fastnas66-bs1] | 50.00 | 38.20 | 1.310x | 1.15x | 0.625 | 0.63 |" in md
+    assert "| test_speedup[onnxruntime-fastnas66-bs1] | 1.310x | [1.300, 1.320] | 90 | 1.15x | pass | 0.625 | 0.63 |" in md
     for png in ("latency.png", "flops_latency.png", "pareto.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "report.json").read_text())["summary"]["run"] == "0001_run"

@@ -1,93 +1,84 @@
-"""Stored baselines per machine class, and the statistical latency-regression verdict.
+"""Stored baselines per machine class, and the regression gates that read them.
 
-A baseline file ``baselines/<machine-class>/<profile>.json`` holds, per test id, the expected
-median latency with its per-round samples, plus the speedup, FLOPs ratio and accuracy of the run
-that wrote it. Files are only written by ``--update-baselines`` at the end of a session in which
-every test passed, atomically (temporary file + rename), so a failed or partial run never changes
-them.
+A baseline file ``baselines/<machine-class>/<profile>.json`` holds, per test id, the last
+``MAX_STORED_RUNS`` runs: for ``test_speedup`` ids the paired speedup with its interval, for
+``test_latency`` ids the median latency in units of the calibration workload with its interval;
+each with the package versions and variant builds it was measured on. A gate's tolerance is the
+spread of those runs (:func:`fastnas_bench.verdicts.drop_gate`), never a number set by hand. A new
+version or a rebuilt variant is compared like any other run; the failure message names it.
+
+Files are only written by ``--update-baselines`` at the end of a session in which every test
+passed, atomically (temporary file + rename), so a failed or partial run never changes them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fastnas_bench.errors import BadInputError
+from fastnas_bench.verdicts import MIN_STORED_RUNS, GateVerdict, PairedSpeedup, drop_gate, median_interval
 
-SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Outcome of comparing current latency samples with stored ones.
-
-    Attributes:
-        regressed: True when the slowdown is both significant and large enough.
-        median_ratio: current median / stored median.
-        p_value: one-sided Mann-Whitney U p-value for "current is slower".
-        ci_low: lower end of the bootstrap 95% interval of the median ratio.
-        ci_high: upper end of that interval.
-    """
-
-    regressed: bool
-    median_ratio: float
-    p_value: float
-    ci_low: float
-    ci_high: float
-
-    def describe(self, test_id: str, stored_ms: float, current_ms: float, tolerance: float) -> str:
-        return (
-            f"{test_id}: median {current_ms:.3f} ms vs stored {stored_ms:.3f} ms "
-            f"(ratio {self.median_ratio:.3f}, 95% CI [{self.ci_low:.3f}, {self.ci_high:.3f}], "
-            f"Mann-Whitney p={self.p_value:.2g}, tolerance +{tolerance:.0%})"
-        )
+SCHEMA_VERSION = 2
+#: Runs kept per test id: enough for a spread, recent enough to follow slow changes of the class.
+MAX_STORED_RUNS = 20
 
 
-def regression_verdict(
-    stored_ms: list[float] | np.ndarray,
-    current_ms: list[float] | np.ndarray,
-    tolerance: float = 0.10,
-    alpha: float = 0.01,
-    n_boot: int = 2000,
-    seed: int = 0,
-) -> Verdict:
-    """Decide whether ``current_ms`` is a latency regression against ``stored_ms``.
-
-    A regression needs all three: the rank test says current is slower (p < ``alpha``), the
-    median ratio exceeds ``1 + tolerance`` (minimum effect size), and the bootstrap 95% interval of
-    the median ratio lies above 1. Noise alone rarely passes all three, so the verdict does not
-    flap on a shared machine.
-
-    Raises:
-        ValueError: with fewer than 5 samples on either side.
-    """
-    from scipy.stats import mannwhitneyu
-
-    stored = np.asarray(stored_ms, dtype=float)
-    current = np.asarray(current_ms, dtype=float)
-    if stored.size < 5 or current.size < 5:
-        raise ValueError(f"need ≥ 5 samples per side, got {stored.size} stored and {current.size} current")
-    p_value = float(mannwhitneyu(current, stored, alternative="greater").pvalue)
-    ratio = float(np.median(current) / np.median(stored))
-    rng = np.random.default_rng(seed)
-    boot = np.median(rng.choice(current, (n_boot, current.size)), axis=1) / np.median(
-        rng.choice(stored, (n_boot, stored.size)), axis=1
+def speedup_gate(runs: list[dict[str, Any]], current: PairedSpeedup) -> GateVerdict | None:
+    """The current speedup against stored runs' speedups (log units); ``None`` with too few runs."""
+    if len(runs) < MIN_STORED_RUNS:
+        return None
+    return drop_gate(
+        [math.log(r["speedup"]) for r in runs],
+        [(math.log(r["ci_high"]) - math.log(r["ci_low"])) / 2 for r in runs],
+        math.log(current.speedup), math.log(current.ci_low), math.log(current.ci_high),
     )
-    ci_low, ci_high = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
-    regressed = p_value < alpha and ratio > 1 + tolerance and ci_low > 1.0
-    return Verdict(regressed, ratio, p_value, ci_low, ci_high)
 
 
-def normalized_samples(entry: dict[str, Any]) -> list[float]:
-    """Latency samples in units of the entry's calibration workload (raw ms if it has none)."""
-    calib = entry.get("calibration_ms")
-    return [x / calib for x in entry["samples_ms"]] if calib else list(entry["samples_ms"])
+def latency_gate(runs: list[dict[str, Any]], current: dict[str, Any]) -> GateVerdict | None:
+    """A current calibrated median latency against stored runs' (log units, turned around so that
+    slower is lower); ``None`` with too few runs."""
+    if len(runs) < MIN_STORED_RUNS:
+        return None
+    return drop_gate(
+        [-math.log(r["norm_p50"]) for r in runs],
+        [(math.log(r["norm_ci_high"]) - math.log(r["norm_ci_low"])) / 2 for r in runs],
+        -math.log(current["norm_p50"]), -math.log(current["norm_ci_high"]), -math.log(current["norm_ci_low"]),
+    )
+
+
+def calibrated_latency(samples_ms: list[float], calibration_ms: float | None) -> dict[str, float]:
+    """Median latency in units of the calibration workload, with its distribution-free interval."""
+    unit = calibration_ms or 1.0
+    median, low, high, _ = median_interval([x / unit for x in samples_ms])
+    return {"norm_p50": median, "norm_ci_low": low, "norm_ci_high": high}
+
+
+def changed_versions(runs: list[dict[str, Any]], current: dict[str, str]) -> list[str]:
+    """``name old → new`` for every package whose version differs from the newest stored run."""
+    stored = runs[-1].get("versions", {}) if runs else {}
+    return [f"{name} {stored.get(name, '?')} → {version}" for name, version in sorted(current.items())
+            if stored.get(name) != version]
+
+
+def gate_message(head: str, what: str, verdict: GateVerdict, runs: list[dict[str, Any]], versions: dict[str, str],
+                 variant_keys: dict[str, str]) -> str:
+    """One line: the current figure, the stored distribution, the limit, and what changed since."""
+    center, limit = math.exp(verdict.stored_center), math.exp(verdict.limit)
+    if what == "latency":  # stored turned around (see latency_gate): back to calibrated latency
+        center, limit = 1 / center, 1 / limit
+    bound = "≥" if what == "speedup" else "≤"
+    changes = changed_versions(runs, versions)
+    stored_keys = runs[-1].get("variant_keys", {}) if runs else {}
+    rebuilt = [name for name, key in variant_keys.items() if stored_keys.get(name) not in (None, key)]
+    return (f"{head} vs stored {what} {center:.3f} over {verdict.stored_runs} runs (spread ±{verdict.stored_spread:.1%}); "
+            f"explained by them: {bound} {limit:.3f}; this gate's resolution {verdict.resolution:.1%}"
+            + (f"; changed since the stored runs: {', '.join(changes)}" if changes else "; no version changed")
+            + (f"; rebuilt since: {', '.join(rebuilt)}" if rebuilt else ""))
 
 
 def baseline_path(root: Path, machine_class: str, profile: str) -> Path:
@@ -115,26 +106,15 @@ def load_baselines(path: Path) -> dict[str, dict[str, Any]]:
     return dict(_load_doc(path).get("tests", {}))
 
 
-def stored_tolerance(path: Path) -> float | None:
-    """The regression tolerance recorded for this machine class (its measured noise), if any."""
-    value = _load_doc(path).get("tolerance")
-    return float(value) if value is not None else None
-
-
-def write_baselines(
-    path: Path, machine_class: str, profile: str, tests: dict[str, dict[str, Any]], tolerance: float | None = None
-) -> None:
-    """Atomically replace ``path`` with the given entries (merged over the existing ones).
-
-    ``tolerance`` (if given) is stored with the file and used for this machine class whenever
-    ``--regression-tolerance`` is not given; an existing one is kept otherwise.
-    """
+def write_baselines(path: Path, machine_class: str, profile: str, produced: dict[str, dict[str, Any]]) -> None:
+    """Atomically append this run's entries to ``path`` (the last ``MAX_STORED_RUNS`` kept per id)."""
     old = _load_doc(path)
-    merged = {**old.get("tests", {}), **tests}
-    doc = {"schema": SCHEMA_VERSION, "machine_class": machine_class, "profile": profile, "tests": merged}
-    tolerance = tolerance if tolerance is not None else old.get("tolerance")
-    if tolerance is not None:
-        doc["tolerance"] = tolerance
+    tests = {k: {"runs": list(v.get("runs", []))} for k, v in old.get("tests", {}).items()}
+    for test_id, entry in produced.items():
+        runs = tests.setdefault(test_id, {"runs": []})["runs"]
+        runs.append(entry)
+        del runs[:-MAX_STORED_RUNS]
+    doc = {"schema": SCHEMA_VERSION, "machine_class": machine_class, "profile": profile, "tests": tests}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

@@ -15,6 +15,11 @@ log = logging.getLogger(__name__)
 _VERSIONED = ("torch", "torchvision", "ultralytics", "nvidia-modelopt", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt")
 
 
+def run_versions() -> dict[str, str]:
+    """Versions of the packages that shape a measurement, stored with every baseline run."""
+    return {p: package_version(p) for p in ("fastnas-bench",) + _VERSIONED if package_version(p) != "absent"}
+
+
 def _nvml() -> Any | None:
     """Initialised pynvml module, or ``None`` where NVML (driver) is absent."""
     try:

@@ -17,9 +17,10 @@ from fastnas_bench.backends import Backend, BackendUnavailable, get_backend_clas
 from fastnas_bench.backends.base import BackendRequest, sample_images
 from fastnas_bench.build import Variant
 from fastnas_bench.cache import ArtifactCache
-from fastnas_bench.errors import BadInputError
+from fastnas_bench.inject import INJECT_SLOWDOWN_ENV, injected_slowdown
 from fastnas_bench.settings import BackendTarget, BenchSettings
 from fastnas_bench.timing import LatencySummary, summarize_seconds
+from fastnas_bench.verdicts import PairedSpeedup, paired_speedup
 
 log = logging.getLogger(__name__)
 
@@ -36,27 +37,6 @@ class LatencyRecord:
     output_rel_err: float
     backend_info: dict[str, Any] = field(default_factory=dict)
     calibration_ms: float | None = None
-
-
-#: Test-only hook: ``FASTNAS_BENCH_INJECT_DELAY_MS="onnxruntime=5"`` adds a sleep to every timed call
-#: of that backend, to show that the regression verdict catches a slowed backend.
-INJECT_DELAY_ENV = "FASTNAS_BENCH_INJECT_DELAY_MS"
-# Untimed calls of a variant before each of its timed calls in interleaved rounds (see interleaved_samples).
-SETTLE_CALLS = 1
-
-
-def injected_delay_s(backend: str) -> float:
-    """Seconds of artificial delay requested for ``backend`` via :data:`INJECT_DELAY_ENV`."""
-    spec = os.environ.get(INJECT_DELAY_ENV, "")
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        name, _, ms = item.partition("=")
-        try:
-            delay_ms = float(ms)
-        except ValueError:
-            raise BadInputError(f"{INJECT_DELAY_ENV} item {item!r} must look like backend=milliseconds") from None
-        if name == backend:
-            return delay_ms / 1e3
-    return 0.0
 
 
 class Calibration:
@@ -109,10 +89,13 @@ def time_rounds(fn: Callable[[], None], warmup_rounds: int, rounds: int) -> list
     return samples
 
 
-def _slowed(fn: Callable[[], None], delay_s: float) -> Callable[[], None]:
+def _slowed(fn: Callable[[], None], fraction: float) -> Callable[[], None]:
+    """``fn`` followed by a sleep of ``fraction`` of its own duration (a sleep leaves the cores free)."""
+
     def slowed() -> None:
+        start = time.perf_counter()
         fn()
-        time.sleep(delay_s)
+        time.sleep((time.perf_counter() - start) * fraction)
 
     return slowed
 
@@ -146,6 +129,7 @@ class Measurer:
         self._backend_class = backend_class
         self._probes: dict[str, str | None] = {}
         self.records: dict[tuple[str, str, int], LatencyRecord] = {}
+        self.speedups: dict[tuple[str, str, int], PairedSpeedup] = {}
         self._calibration: Calibration | None = None
 
     def calibration_ms(self) -> float:
@@ -185,10 +169,11 @@ class Measurer:
         images = sample_images(batch, profile.bench_imgsz)
         rel_err = backend.check_outputs(images, self._reference(variant.weights, images))
         run = backend.runner(images)
-        delay_s = injected_delay_s(target.backend)
-        if delay_s:
-            log.warning("injecting %.1f ms into every %s call (%s)", delay_s * 1e3, target.backend, INJECT_DELAY_ENV)
-            run = _slowed(run, delay_s)
+        fraction = injected_slowdown(target.backend, variant_name)
+        if fraction:
+            log.warning("slowing every %s %s call by %.0f%% (%s)", target.backend, variant_name, fraction * 100,
+                        INJECT_SLOWDOWN_ENV)
+            run = _slowed(run, fraction)
         return run, rel_err, backend.describe()
 
     def measure(self, target: BackendTarget, variant_name: str, batch: int, benchmark: Any | None = None) -> LatencyRecord:
@@ -217,45 +202,34 @@ class Measurer:
         self.records[key] = record
         return record
 
+    def paired_speedup(self, target: BackendTarget, variant_name: str, batch: int) -> PairedSpeedup:
+        """Baseline vs ``variant_name`` from one fixed block of ABBA rounds, measured once per session
+        (the bound check and the regression gate judge the same measurement)."""
+        key = (target.id, variant_name, batch)
+        if key not in self.speedups:
+            base, variant = self.interleaved_samples(target, ("baseline", variant_name), batch)
+            self.speedups[key] = paired_speedup(base, variant)
+        return self.speedups[key]
+
     def interleaved_samples(
         self, target: BackendTarget, variant_names: tuple[str, str], batch: int
     ) -> tuple[list[float], list[float]]:
-        """Time two variants in alternating rounds (A B A B ...) on the same backend and batch (seconds).
+        """Time two variants in ABBA rounds on the same backend and batch (seconds).
 
-        Alternation cancels slow drifts of a shared machine (other tenants, thermal state) that
-        would otherwise bias a ratio of two measurements taken minutes apart. Each timed call
-        follows ``SETTLE_CALLS`` untimed ones of the same variant: every ONNX Runtime session owns
-        a thread pool whose workers spin after a run, and timing straight after the other
-        session's run measured that contention (same model A/B on 2 cores: 101 ms alternating,
-        69 ms with a settle call, 72-87 ms back to back), which shrinks every speedup toward 1.
+        Each of the profile's ``speedup_rounds`` rounds times A, B, B, A: a drift of a shared
+        machine within a round cancels in each side's sum, and each side runs once after itself
+        and once after the other, so neither pays more often for what the other leaves behind.
+        The number of rounds is fixed before the first sample (see :mod:`fastnas_bench.verdicts`).
+
+        Returns:
+            (A samples, B samples), two per round each, in round order.
         """
         profile = self.settings.profile
-        runs = [self._prepare(target, name, batch)[0] for name in variant_names]
-        for run in runs:
+        first, second = (self._prepare(target, name, batch)[0] for name in variant_names)
+        for run in (first, second):
             time_rounds(run, profile.warmup_rounds, 0)
-        samples: list[list[float]] = [[], []]
-        for _ in range(profile.rounds):
-            for i, run in enumerate(runs):
-                samples[i] += time_rounds(run, SETTLE_CALLS, 1)
-        return samples[0], samples[1]
-
-
-def confirmed_pair(
-    measure: Callable[[], tuple[list[float], list[float]]],
-    passes: Callable[[LatencySummary, LatencySummary], bool],
-) -> tuple[LatencySummary, LatencySummary, int]:
-    """Summaries of one block of interleaved rounds, or of two pooled where the first fails ``passes``.
-
-    A burst on a shared machine can sink one block of rounds (a pruned variant measured 1.04x in
-    one block and 1.27x in the next here); a real change survives a second block, and the pooled
-    verdict rests on twice the rounds.
-
-    Returns:
-        (baseline summary, variant summary, blocks timed).
-    """
-    base, variant = measure()
-    first = summarize_seconds(base), summarize_seconds(variant)
-    if passes(*first):
-        return first[0], first[1], 1
-    more_base, more_variant = measure()
-    return summarize_seconds(base + more_base), summarize_seconds(variant + more_variant), 2
+        samples: tuple[list[float], list[float]] = ([], [])
+        for _ in range(profile.speedup_rounds):
+            for side, run in ((0, first), (1, second), (1, second), (0, first)):
+                samples[side].extend(time_rounds(run, 0, 1))
+        return samples

@@ -33,7 +33,6 @@ SETTINGS_KEY = pytest.StashKey[BenchSettings]()
 BASELINES_KEY = pytest.StashKey["BaselineSession"]()
 UPDATE_NOTE_KEY = pytest.StashKey[str]()
 DEFAULT_BENCHMARK_STORAGE = "file://./.benchmarks"
-DEFAULT_REGRESSION_TOLERANCE = 0.10
 
 MARKERS = {
     "gpu": "needs a CUDA GPU (selected by --gpu)",
@@ -73,10 +72,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--update-baselines", action="store_true",
         help="write this run's results as the stored baselines (only if every test passed)")
     add("--baselines-dir", default=None, help="stored baselines root (default: <rootdir>/baselines)")
-    add("--regression-tolerance", type=_arg_type(parse_fraction), default=None,
-        help="minimum relative (calibrated) median slowdown that can count as a latency regression; default: "
-             "the tolerance stored with the machine class's baselines, else 0.10. With --update-baselines it is "
-             "stored with them")
+
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark reads its storage option
@@ -108,8 +104,17 @@ def pytest_configure(config: pytest.Config) -> None:
     root = Path(config.getoption("baselines_dir") or config.rootpath / "baselines")
     config.stash[BASELINES_KEY] = BaselineSession(
         machine_class=key, profile=settings.profile.name, path=baseline_path(root, key, settings.profile.name),
-        update=config.getoption("update_baselines"), option_tolerance=config.getoption("regression_tolerance"),
+        update=config.getoption("update_baselines"),
     )
+    from fastnas_bench.inject import INJECT_SLOWDOWN_ENV, parse_injected_slowdowns
+
+    try:
+        injected = parse_injected_slowdowns(os.environ.get(INJECT_SLOWDOWN_ENV, ""))
+    except BadInputError as e:
+        raise pytest.UsageError(str(e)) from None
+    if injected and config.getoption("update_baselines"):
+        raise pytest.UsageError(f"--update-baselines with {INJECT_SLOWDOWN_ENV} set: a deliberately slowed run "
+                                "must never become a baseline")
     # pytest-benchmark keys its storage by OS/Python only; keep runs of different hardware apart.
     if getattr(config.option, "benchmark_storage", None) == DEFAULT_BENCHMARK_STORAGE:
         config.option.benchmark_storage = f"{DEFAULT_BENCHMARK_STORAGE}/{key}"
@@ -189,25 +194,16 @@ def pytest_benchmark_compare_machine_info(
 
 @dataclass
 class BaselineSession:
-    """Stored baselines for this machine class and profile, and what this run produced."""
+    """Stored baselines for this machine class and profile, and what this run produced and judged."""
 
     machine_class: str
     profile: str
     path: Path
     update: bool
-    option_tolerance: float | None
     produced: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Gate results of this run by test name: backend, kind (speedup/latency), resolution, outcome.
+    gates: dict[str, dict[str, Any]] = field(default_factory=dict)
     _stored: dict[str, dict[str, Any]] | None = None
-
-    @property
-    def tolerance(self) -> float:
-        """--regression-tolerance, else the one stored for this machine class, else 0.10."""
-        if self.option_tolerance is not None:
-            return self.option_tolerance
-        from fastnas_bench.baselines import stored_tolerance
-
-        stored = stored_tolerance(self.path)
-        return stored if stored is not None else DEFAULT_REGRESSION_TOLERANCE
 
     @property
     def stored(self) -> dict[str, dict[str, Any]]:
@@ -216,6 +212,33 @@ class BaselineSession:
 
             self._stored = load_baselines(self.path)
         return self._stored
+
+    def stored_runs(self, test_id: str) -> list[dict[str, Any]]:
+        return list(self.stored.get(test_id, {}).get("runs", []))
+
+
+VERDICT_PROPERTY = ("fastnas_bench_verdict", "undecided")
+
+
+def report_outcome(request: pytest.FixtureRequest, outcome: Any, message: str) -> None:
+    """End a test with a verdict's outcome: pass, fail (``message``), or *undecided*.
+
+    Undecided is reported as its own outcome (``U`` / ``UNDECIDED`` and a count in the final line),
+    never as a pass; it does not fail the run, because the measurement did not show a failure either.
+    """
+    from fastnas_bench.verdicts import Outcome
+
+    if outcome is Outcome.FAIL:
+        pytest.fail(message, pytrace=False)
+    if outcome is Outcome.UNDECIDED:
+        request.node.user_properties.append(VERDICT_PROPERTY)
+        pytest.skip(f"UNDECIDED: {message}")
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    if report.when == "call" and report.skipped and VERDICT_PROPERTY in getattr(report, "user_properties", ()):
+        return "undecided", "U", "UNDECIDED"
+    return None
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -228,32 +251,46 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from fastnas_bench.baselines import write_baselines
 
-    write_baselines(store.path, store.machine_class, store.profile, store.produced, store.option_tolerance)
-    session.config.stash[UPDATE_NOTE_KEY] = f"baselines updated: {len(store.produced)} entries in {store.path}"
+    write_baselines(store.path, store.machine_class, store.profile, store.produced)
+    session.config.stash[UPDATE_NOTE_KEY] = f"baselines updated: this run appended to {len(store.produced)} entries in {store.path}"
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     store = config.stash.get(BASELINES_KEY, None)
     if store is None:
         return
+    write = terminalreporter.write_line
     speedups = {k: v for k, v in store.produced.items() if "speedup" in v}
     if speedups:
-        terminalreporter.write_sep("-", "fastnas-bench: speedup (interleaved rounds, same run)")
+        terminalreporter.write_sep("-", "fastnas-bench: speedup (paired ABBA rounds, same run)")
         for test_id, r in speedups.items():
-            terminalreporter.write_line(
-                f"{test_id}: baseline p50 {r['baseline_p50_ms']:.2f} ms (IQR {r['baseline_iqr_ms']:.2f}), "
-                f"pruned p50 {r['pruned_p50_ms']:.2f} ms (IQR {r['pruned_iqr_ms']:.2f}), speedup "
-                f"{r['speedup']:.3f}x (bound {r['bound']:.2f}x), FLOPs ratio {r['flops_ratio']:.3f}"
-                + (f", efficiency {r['efficiency']:.2f}" if r["efficiency"] is not None else "")
-                + (f", {r['blocks']} blocks of rounds (the first failed)" if r.get("blocks", 1) > 1 else "")
-            )
+            write(f"{test_id}: {r['speedup']:.3f}x, {r['confidence']:.0%} CI [{r['ci_low']:.3f}, {r['ci_high']:.3f}] "
+                  f"over {r['rounds']} rounds, bound {r['bound']:.2f}x: {r['outcome'].upper()}; "
+                  f"FLOPs ratio {r['flops_ratio']:.3f}"
+                  + (f", efficiency {r['efficiency']:.2f}" if r["efficiency"] is not None else ""))
+    if store.gates:
+        terminalreporter.write_sep("-", f"fastnas-bench: regression gates against {store.path}")
+        by_kind: dict[tuple[str, str], list[float]] = {}
+        for g in store.gates.values():
+            by_kind.setdefault((g["kind"], g["backend"]), []).append(g["resolution"])
+        for (kind, backend), resolutions in sorted(by_kind.items()):
+            what = "speedup drop" if kind == "speedup" else "absolute (calibrated) latency slowdown"
+            write(f"resolution on machine class {store.machine_class}, {backend}: the smallest {what} these "
+                  f"gates catch is {max(resolutions):.1%} (over {len(resolutions)} test(s))")
+    undecided = terminalreporter.stats.get("undecided", [])
+    if undecided:
+        terminalreporter.write_sep("-", "fastnas-bench: undecided verdicts (the interval straddles the bound)")
+        for report in undecided:
+            write(f"UNDECIDED {report.nodeid}: {report.longrepr[2].removeprefix('Skipped: UNDECIDED: ')}")
+    from fastnas_bench.inject import INJECT_SLOWDOWN_ENV
+
+    if os.environ.get(INJECT_SLOWDOWN_ENV):
+        write(f"fastnas-bench: {INJECT_SLOWDOWN_ENV}={os.environ[INJECT_SLOWDOWN_ENV]} slowed this run on purpose")
     note = config.stash.get(UPDATE_NOTE_KEY, None)
     if note:
-        terminalreporter.write_line(f"fastnas-bench: {note}")
+        write(f"fastnas-bench: {note}")
     if store.produced and store.path.exists():
         orphans = sorted(set(store.stored) - set(store.produced))
         if orphans:
-            terminalreporter.write_line(
-                f"fastnas-bench: {len(orphans)} stored baseline(s) in {store.path} were not produced by this run: "
-                + ", ".join(orphans)
-            )
+            write(f"fastnas-bench: {len(orphans)} stored baseline(s) in {store.path} were not produced by this run: "
+                  + ", ".join(orphans))
