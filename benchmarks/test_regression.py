@@ -18,7 +18,9 @@ from fastnas_bench.settings import BackendTarget
 
 
 def test_latency_regression(measurer: Measurer, baselines, request, variant, target: BackendTarget,
-                            variant_name: str, batch_size: int) -> None:
+                            variant_name: str, batch_size: int, timing_disabled: str | None) -> None:
+    if timing_disabled:
+        pytest.skip(timing_disabled)
     latency_id = f"test_latency[{target.id}-{variant_name}-bs{batch_size}]"
     try:
         record = measurer.measure(target, variant_name, batch_size)

@@ -23,7 +23,10 @@ from fastnas_bench.verdicts import Outcome, PairedSpeedup, at_least, at_most
 UNSTRUCTURED_MAX_SPEEDUP = 1.10
 
 
-def _measured(measurer: Measurer, target: BackendTarget, name: str, batch: int) -> PairedSpeedup:
+def _measured(measurer: Measurer, target: BackendTarget, name: str, batch: int,
+              timing_disabled: str | None) -> PairedSpeedup:
+    if timing_disabled:
+        pytest.skip(timing_disabled)
     try:
         return measurer.paired_speedup(target, name, batch)
     except BackendUnavailable as e:
@@ -44,9 +47,9 @@ def _record(baselines, request, variant, name: str, estimate: PairedSpeedup, flo
 
 
 def test_speedup(measurer: Measurer, bench_settings: BenchSettings, baselines, request, variant,
-                 target: BackendTarget, structured_name: str, batch_size: int) -> None:
+                 target: BackendTarget, structured_name: str, batch_size: int, timing_disabled: str | None) -> None:
     bound = bench_settings.profile.min_speedup[target.backend]
-    estimate = _measured(measurer, target, structured_name, batch_size)
+    estimate = _measured(measurer, target, structured_name, batch_size, timing_disabled)
     outcome = at_least(estimate, bound)
     _record(baselines, request, variant, structured_name, estimate,
             variant(structured_name).gflops / variant("baseline").gflops, bound, outcome)
@@ -55,9 +58,9 @@ def test_speedup(measurer: Measurer, bench_settings: BenchSettings, baselines, r
 
 
 def test_unstructured_gives_no_speedup(measurer: Measurer, baselines, request, variant, target: BackendTarget,
-                                       unstructured_name: str, batch_size: int) -> None:
+                                       unstructured_name: str, batch_size: int, timing_disabled: str | None) -> None:
     """The reference's claim: zeroing weights does not make a dense backend faster."""
-    estimate = _measured(measurer, target, unstructured_name, batch_size)
+    estimate = _measured(measurer, target, unstructured_name, batch_size, timing_disabled)
     outcome = at_most(estimate, UNSTRUCTURED_MAX_SPEEDUP)
     _record(baselines, request, variant, unstructured_name, estimate, 1.0, UNSTRUCTURED_MAX_SPEEDUP, outcome)
     report_outcome(request, outcome, f"{target.id} {unstructured_name}: speedup {estimate.describe()} from "
@@ -65,10 +68,10 @@ def test_unstructured_gives_no_speedup(measurer: Measurer, baselines, request, v
 
 
 def test_speedup_regression(measurer: Measurer, baselines, request, variant, target: BackendTarget,
-                            structured_name: str, batch_size: int) -> None:
+                            structured_name: str, batch_size: int, timing_disabled: str | None) -> None:
     """The speedup against the distribution of the stored runs of this machine class."""
     speedup_id = f"test_speedup[{target.id}-{structured_name}-bs{batch_size}]"
-    estimate = _measured(measurer, target, structured_name, batch_size)
+    estimate = _measured(measurer, target, structured_name, batch_size, timing_disabled)
     runs = baselines.stored_runs(speedup_id)
     verdict = speedup_gate(runs, estimate)
     if verdict is None:

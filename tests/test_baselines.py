@@ -135,8 +135,8 @@ def test_gate_records_fails_with_figures_and_never_writes_a_failed_run(
     slowed = pytester.runpytest_subprocess(*common)
     slowed.assert_outcomes(failed=1, passed=1)
     slowed.stdout.fnmatch_lines([
-        "*test_speedup[[]fake-fastnas66-bs1]: speedup 1.13*x (9*% CI*) vs stored speedup 1.2* over 5 runs*"
-        "changed since the stored runs: torch 1 → 2*",
+        ("*test_speedup[[]fake-fastnas66-bs1]: speedup 1.13*x (9*% CI*) vs stored speedup 1.2* over 5 runs*"
+         "changed since the stored runs: torch 1 → 2*"),
         "*resolution on machine class*fake: the smallest speedup drop these gates catch is *%*",
     ])
     assert stored.read_bytes() == before  # comparing never writes

@@ -101,3 +101,17 @@ def test_unwritable_cache_dir_is_named(tmp_path: Path) -> None:
         ro.mkdir(mode=0o500)
         with pytest.raises(BadInputError, match="not writable"):
             ArtifactCache(ro)
+
+
+def test_onnx_exports_are_keyed_by_the_model_content() -> None:
+    from fastnas_bench.build import MODEL_FILE, Variant
+    from fastnas_bench.exports import onnx_key
+    from fastnas_bench.spec import VariantSpec
+
+    def variant(sha: str) -> Variant:
+        return Variant(spec=VariantSpec(), path=Path("x"), meta={"key": "same-spec", "files": {MODEL_FILE: sha}})
+
+    assert onnx_key(variant("a" * 64), 640, 1) == onnx_key(variant("a" * 64), 640, 1)
+    # A rebuilt model.pt under the same spec (same meta key) must not reuse the old export.
+    assert onnx_key(variant("a" * 64), 640, 1) != onnx_key(variant("b" * 64), 640, 1)
+    assert onnx_key(variant("a" * 64), 640, 1) != onnx_key(variant("a" * 64), 640, 8)

@@ -55,7 +55,8 @@ def test_cli_report_writes_markdown_json_and_pngs(run_file: Path, tmp_path: Path
     assert main(["report", str(run_file), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
     assert "| Parameters | 3.00M | 1.50M | -50.0% |" in md
-    assert "| Latency onnxruntime bs1 (ms, p50) | 50.00 | 37.00 | -26.0% |" in md
+    # The headline uses the paired figures (50.0 → 38.2 ms, 1.31x), not the separate timings (37.0 ms).
+    assert "| Latency onnxruntime bs1 (ms, p50, paired rounds) | 50.00 | 38.20 | -23.7% (1.31x, CI [1.30, 1.32]) |" in md
     # The interleaved figure wins over the ratio of separate timings; † marks the latter.
     assert "| fastnas66 | 1.50M | 5.00 | 0.625 | 37.0 / 40.7, 1.31x, eff 0.63 |" in md
     assert "50.5 / 55.6, 0.99x† |" in md

@@ -50,6 +50,9 @@ def fake_trt(major: int, parse_ok: bool = True) -> types.ModuleType:
             self.flags.append(flag)
             trt.calls.append(("flag", flag.name))
 
+        def clear_flag(self, flag: int) -> None:
+            trt.calls.append(("clear_flag", flag.name))
+
         def create_timing_cache(self, data: bytes) -> TimingCache:
             trt.calls.append(("timing_cache_in", data))
             return TimingCache(data)
@@ -125,11 +128,38 @@ def test_tensorrt11_is_strongly_typed_and_autocasts_fp16(tmp_path: Path, monkeyp
     assert ("timing_cache_in", b"old") in trt.calls and timing.read_bytes() == b"old+timing"
 
 
-def test_fp32_build_touches_no_precision_flags(tmp_path: Path) -> None:
+def test_fp32_means_fp32_tf32_is_cleared(tmp_path: Path) -> None:
     trt = fake_trt(10)
     (tmp_path / "m.onnx").write_bytes(b"x")
     trt_backend.build_engine(trt, tmp_path / "m.onnx", "fp32", tmp_path / "tc", tmp_path)
     assert not [c for c in trt.calls if c[0] == "flag"]
+    assert ("clear_flag", "TF32") in trt.calls
+    trt = fake_trt(10)
+    trt_backend.build_engine(trt, tmp_path / "m.onnx", "fp16", tmp_path / "tc", tmp_path)
+    assert ("clear_flag", "TF32") not in trt.calls
+
+
+def test_engines_are_keyed_by_the_onnx_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastnas_bench.backends.base import BackendRequest
+    from fastnas_bench.cache import ArtifactCache
+
+    trt = fake_trt(10)
+    cache = ArtifactCache(tmp_path / "cache")
+    built: list[bytes] = []
+    monkeypatch.setattr(trt_backend, "build_engine",
+                        lambda trt, onnx, precision, timing, work: built.append(onnx.read_bytes()) or b"E" + onnx.read_bytes())
+    onnx = tmp_path / "m.onnx"
+
+    def engine() -> bytes:
+        backend = object.__new__(trt_backend.TensorRTBackend)
+        backend.request = BackendRequest(weights=tmp_path / "w.pt", onnx=onnx, device="cuda", precision="fp32",
+                                         batch=1, imgsz=640, threads=1, cache=cache)
+        return backend._engine_bytes(trt, "NVIDIA H100")
+
+    onnx.write_bytes(b"first export")
+    assert engine() == b"Efirst export" and engine() == b"Efirst export" and len(built) == 1
+    onnx.write_bytes(b"re-exported after a rebuild")  # same path, new content: a new engine
+    assert engine() == b"Ere-exported after a rebuild" and len(built) == 2
 
 
 def test_parse_errors_are_reported(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def resolve_data(data: str, cache: ArtifactCache, seed: int = 0) -> DataSplits:
 
     try:
         dataset = check_det_dataset(str(yaml_path))
-    except Exception as e:  # Ultralytics raises FileNotFoundError, ConnectionError, SyntaxError, ...
+    except Exception as e:  # noqa: BLE001 - Ultralytics raises FileNotFoundError, ConnectionError, SyntaxError, ...
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BadInputError(f"dataset {data!r} is not available: {first_line}") from None
     return carve_search_split(dataset, cache.root / "datasets")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -12,11 +14,22 @@ from fastnas_bench.cache import ArtifactCache
 from fastnas_bench.spec import package_version
 
 ONNX_FILE = "model.onnx"
+_EXPORTERS = ("torch", "ultralytics", "onnx", "onnxslim")
+
+
+#: Bumped whenever export_onnx changes its exporter arguments; part of every export's key.
+EXPORT_SETTINGS_VERSION = 1
 
 
 def onnx_key(variant: Variant, imgsz: int, batch: int) -> str:
-    versions = "-".join(package_version(p) for p in ("onnx", "onnxslim"))
-    return f"{variant.meta['key']}-onnx-{imgsz}px-bs{batch}-{versions}"
+    """Key of an export: the content of the ``model.pt`` it is made from, its shape, the exporter settings
+    and the versions of what writes it. A rebuilt ``model.pt`` (even under the same spec) gets a new export."""
+    settings = {
+        "model_sha256": variant.meta["files"][MODEL_FILE], "imgsz": imgsz, "batch": batch,
+        "settings": EXPORT_SETTINGS_VERSION, "versions": {p: package_version(p) for p in _EXPORTERS},
+    }
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{variant.spec.model}-{variant.spec.name}-onnx-{imgsz}px-bs{batch}-{digest}"
 
 
 def export_onnx(variant: Variant, cache: ArtifactCache, imgsz: int, batch: int, *, rebuild: bool = False) -> Path:
@@ -36,7 +49,8 @@ def export_onnx(variant: Variant, cache: ArtifactCache, imgsz: int, batch: int, 
         )
         os.replace(out, tmp / ONNX_FILE)
         (tmp / MODEL_FILE).unlink()
-        return {"variant_key": variant.meta["key"], "imgsz": imgsz, "batch": batch}
+        return {"variant_key": variant.meta["key"], "model_sha256": variant.meta["files"][MODEL_FILE],
+                "imgsz": imgsz, "batch": batch}
 
     cache.get_or_build(key, builder, rebuild=rebuild)
     return cache.path(key) / ONNX_FILE

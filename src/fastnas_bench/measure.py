@@ -6,7 +6,6 @@ Independent of pytest fixtures so the harness can be tested with a fake backend.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -163,7 +162,6 @@ class Measurer:
             weights=variant.weights, onnx=onnx, device=self.settings.device,  # type: ignore[arg-type]
             precision=target.precision, batch=batch, imgsz=profile.bench_imgsz,  # type: ignore[arg-type]
             threads=self.settings.threads, cache=self._cache,
-            cache_key=f"{variant.meta['key']}-{profile.bench_imgsz}px-bs{batch}",
         )
         backend = cls(request)
         images = sample_images(batch, profile.bench_imgsz)
@@ -175,6 +173,16 @@ class Measurer:
                         INJECT_SLOWDOWN_ENV)
             run = _slowed(run, fraction)
         return run, rel_err, backend.describe()
+
+    def check(self, target: BackendTarget, variant_name: str, batch: int) -> float:
+        """Load and output-check one combination and run it once, untimed (timing disabled).
+
+        Returns:
+            The relative output error against the PyTorch reference.
+        """
+        run, rel_err, _ = self._prepare(target, variant_name, batch)
+        run()
+        return rel_err
 
     def measure(self, target: BackendTarget, variant_name: str, batch: int, benchmark: Any | None = None) -> LatencyRecord:
         """Measure (or, without ``benchmark``, reuse a measurement of) one combination.

@@ -277,6 +277,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             what = "speedup drop" if kind == "speedup" else "absolute (calibrated) latency slowdown"
             write(f"resolution on machine class {store.machine_class}, {backend}: the smallest {what} these "
                   f"gates catch is {max(resolutions):.1%} (over {len(resolutions)} test(s))")
+    elif speedups:
+        write(f"fastnas-bench: no regression gate judged: {store.path} holds fewer than 5 runs per test for machine "
+              f"class {store.machine_class}, so its resolution is unknown (record passing runs with --update-baselines)")
     undecided = terminalreporter.stats.get("undecided", [])
     if undecided:
         terminalreporter.write_sep("-", "fastnas-bench: undecided verdicts (the interval straddles the bound)")

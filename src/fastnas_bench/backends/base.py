@@ -51,7 +51,6 @@ class BackendRequest:
         imgsz: Square input side in pixels.
         threads: CPU intra-op threads (same for every backend, so the comparison is fair).
         cache: Artifact cache for backend-built artifacts (TensorRT engines, timing caches).
-        cache_key: Key of the export the artifacts derive from (namespaces them in ``cache``).
     """
 
     weights: Path
@@ -62,7 +61,6 @@ class BackendRequest:
     imgsz: int
     threads: int
     cache: ArtifactCache | None = None
-    cache_key: str = ""
 
 
 def register(name: str) -> Callable[[type[Backend]], type[Backend]]:

@@ -18,11 +18,15 @@ from typing import Any
 import numpy as np
 
 from fastnas_bench.backends.base import Backend, BackendUnavailable, Device, register
+from fastnas_bench.cache import sha256_file
 
 log = logging.getLogger(__name__)
 
 ENGINE_FILE = "model.engine"
 WORKSPACE_BYTES = 4 << 30
+#: Bumped whenever build_engine changes how an engine is built (flags, workspace, typing); part of
+#: every engine's cache key.
+BUILDER_SETTINGS_VERSION = 2
 
 
 def import_tensorrt() -> ModuleType:
@@ -70,6 +74,10 @@ def build_engine(
     network = builder.create_network(network_flags(trt))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    if precision == "fp32":
+        # TF32 is on by default on Ampere and newer: an "fp32" engine would run 10-bit-mantissa
+        # tensor-core math. Off, so fp32 means fp32 (the fp16 target is the reduced-precision one).
+        config.clear_flag(trt.BuilderFlag.TF32)
     if precision == "fp16":
         if has_weak_typing(trt):
             config.set_flag(trt.BuilderFlag.FP16)
@@ -150,7 +158,11 @@ class TensorRTBackend(Backend):
         req = self.request
         if req.cache is None or req.onnx is None:
             raise ValueError("TensorRT needs an artifact cache and an ONNX export")
-        tag = f"{req.cache_key}-trt{trt.__version__}-{gpu_name.replace(' ', '_')}-{req.precision}"
+        # Keyed by what the engine is built from and how: the ONNX file's content, the builder
+        # settings, TensorRT, the GPU and the precision; a re-exported ONNX never meets an old engine.
+        onnx_sha = sha256_file(req.onnx)[:16]
+        tag = (f"trt-{onnx_sha}-builder{BUILDER_SETTINGS_VERSION}-trt{trt.__version__}-"
+               f"{gpu_name.replace(' ', '_')}-{req.precision}")
         timing_cache = req.cache.root / "tensorrt" / f"timing-{gpu_name.replace(' ', '_')}-{trt.__version__}.cache"
         onnx_path = req.onnx
 
@@ -158,7 +170,8 @@ class TensorRTBackend(Backend):
             (tmp / ENGINE_FILE).write_bytes(build_engine(trt, onnx_path, req.precision, timing_cache, tmp))
             for leftover in tmp.glob("*.onnx"):
                 leftover.unlink()
-            return {"tensorrt": trt.__version__, "gpu": gpu_name, "precision": req.precision}
+            return {"tensorrt": trt.__version__, "gpu": gpu_name, "precision": req.precision, "onnx_sha256": onnx_sha,
+                    "builder_settings": BUILDER_SETTINGS_VERSION, "tf32": False}
 
         req.cache.get_or_build(tag, builder)
         return (req.cache.path(tag) / ENGINE_FILE).read_bytes()
@@ -192,4 +205,5 @@ class TensorRTBackend(Backend):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["tensorrt"] = self.trt.__version__
+        info["tf32"] = False  # cleared for fp32 engines (build_engine); fp16 engines are fp16
         return info
