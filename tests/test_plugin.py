@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,10 +25,27 @@ def test_help_shows_the_option_group(pytester: pytest.Pytester) -> None:
     result = _run(pytester, str(REPO / "benchmarks"), "--help")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*fastnas-bench: pruned-YOLOv8 latency benchmarks*"])
-    for option in ("--gpu", "--profile", "--backends", "--flops-target", "--min-speedup", "--max-map-drop",
+    for option in ("--gpu", "--fastnas-profile", "--backends", "--flops-target", "--min-speedup", "--max-map-drop",
                    "--max-recall-drop", "--batch-sizes", "--imgsz", "--data", "--model", "--weights",
                    "--cache-dir", "--rebuild-variants"):
         result.stdout.fnmatch_lines([f"*{option}*"])
+
+
+def test_plugin_load_is_light_and_sets_ultralytics_env_first(pytester: pytest.Pytester) -> None:
+    """`pytest --help` imports neither torch nor Ultralytics, and the plugin has set Ultralytics'
+    environment before anything imports it; --profile is left to pytest-profiling."""
+    pytester.chdir()
+    script = pytester.makepyfile(probe=f"""
+        import os, sys, pytest
+        rc = pytest.main(["--rootdir", {str(REPO)!r}, "-c", {str(REPO / "pyproject.toml")!r}, "-p", "no:cacheprovider",
+                          {str(REPO / "benchmarks")!r}, "--help"])
+        print("PROBE", rc, "torch" in sys.modules, "ultralytics" in sys.modules, os.environ.get("YOLO_OFFLINE"),
+              os.environ.get("YOLO_AUTOINSTALL"))
+    """)
+    env_free = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env_free, check=True)
+    assert "PROBE 0 False False true false" in out.stdout
+    assert "--profile=" not in out.stdout and "--fastnas-profile=" in out.stdout
 
 
 @pytest.mark.parametrize(
@@ -36,7 +56,7 @@ def test_help_shows_the_option_group(pytester: pytest.Pytester) -> None:
         (["--backends", "pytorch,openvino"], "*unknown backend(s)*openvino*"),
         (["--batch-sizes", "1,0"], "*batch sizes '1,0' must all be*"),
         (["--imgsz", "100"], "*imgsz '100' must be a positive multiple of 32*"),
-        (["--profile", "paper"], "*profile 'paper' runs on CUDA; add --gpu*"),
+        (["--fastnas-profile", "paper"], "*profile 'paper' runs on CUDA; add --gpu*"),
         (["--backends", "tensorrt"], "*--backends tensorrt needs --gpu*"),
         (["--max-map-drop", "2"], "*'2' must lie in [[]0, 1]*"),
     ],
@@ -104,3 +124,20 @@ def test_primary_pruned_variant_exists_whatever_the_naming(opts: dict, primary: 
     settings = resolve_settings(opts)
     assert settings.primary_pruned_name == primary
     assert primary in settings.variants
+
+
+def test_build_progress_reaches_the_terminal_through_capture(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest('pytest_plugins = ["fastnas_bench.plugin"]')
+    pytester.makepyfile(test_p="""
+        from fastnas_bench import progress
+
+        def test_builds():
+            print("captured chatter")
+            for epoch in range(1, 31):
+                progress.step("baseline: fine-tune epoch", epoch, 30)
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--backends", "pytorch")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["fastnas-bench: baseline: fine-tune epoch 1/30", "fastnas-bench: baseline: fine-tune epoch 10/30",
+                                 "fastnas-bench: baseline: fine-tune epoch 30/30"])
+    assert "epoch 2/30" not in result.stdout.str() and "captured chatter" not in result.stdout.str()

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from fastnas_bench import progress
 from fastnas_bench.cache import ArtifactCache
 from fastnas_bench.data import GENERATED_PREFIX, GeneratedDataConfig, generate_dataset, validate_data_yaml
 from fastnas_bench.errors import BadInputError
@@ -201,6 +202,7 @@ def _finetune(
                 constrain(tr.ema.ema)
 
         trainer.add_callback("on_train_batch_end", reapply)
+    trainer.add_callback("on_train_epoch_end", progress.epoch_callback(f"{spec.name}: fine-tune"))
     trainer.train()
     best = run_dir / "weights" / "best.pt"
     if constrain is not None:
@@ -223,6 +225,7 @@ def _train_baseline(spec: VariantSpec, data: Path | str, device: str, run_dir: P
             return Path(model.ckpt_path)
     else:
         model = YOLO(f"{spec.model}.yaml")
+    model.add_callback("on_train_epoch_end", progress.epoch_callback(f"{spec.model} source: train"))
     model.train(**_train_args(spec, data, device, run_dir, spec.epochs))
     return run_dir / "weights" / "best.pt"
 
@@ -308,6 +311,7 @@ def build_variant(
                        "val_images": splits.val_images},
         }
         with _build_log(tmp / "logs" / "build.log"):
+            progress.report(f"building {spec.name} ({key}); cached after this run")
             if source is None:
                 best = _train_baseline(spec, data, device, tmp / "train")
             else:
@@ -325,6 +329,7 @@ def build_variant(
                 best = _finetune(model, spec, data, device, tmp / "train", constrain)
             shutil.copyfile(best, tmp / MODEL_FILE)
             meta.update(_describe(load_model(tmp / MODEL_FILE)))
+            progress.report(f"{spec.name}: validating on the held-out val split ({splits.val_images} images)")
             meta.update(_validate(tmp / MODEL_FILE, spec, splits.report_yaml, device, tmp / "val"))
             if source is not None:
                 meta["flops_ratio"] = round(meta["gflops"] / source.gflops, 4)

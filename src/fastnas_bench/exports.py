@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from fastnas_bench import progress
 from fastnas_bench.build import MODEL_FILE, Variant
 from fastnas_bench.cache import ArtifactCache
 from fastnas_bench.spec import package_version
@@ -43,6 +44,7 @@ def export_onnx(variant: Variant, cache: ArtifactCache, imgsz: int, batch: int, 
     key = onnx_key(variant, imgsz, batch)
 
     def builder(tmp: Path) -> dict[str, Any]:
+        progress.report(f"{variant.spec.name}: ONNX export at {imgsz} px, batch {batch}")
         shutil.copyfile(variant.weights, tmp / MODEL_FILE)
         out = YOLO(str(tmp / MODEL_FILE)).export(
             format="onnx", imgsz=imgsz, batch=batch, dynamic=False, simplify=True, device="cpu", verbose=False

@@ -7,6 +7,8 @@ Hooks and options only; fixtures live in the project's ``fixtures/`` package and
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("fastnas-bench", "fastnas-bench: pruned-YOLOv8 latency benchmarks")
     add = group.addoption
     add("--gpu", action="store_true", help="run on CUDA with the 'paper' profile (YOLOv8m, COCO128, 640 px, TensorRT)")
-    add("--profile", type=_arg_type(parse_profile), default=None,
+    # Not --profile: pytest-profiling owns that name.
+    add("--fastnas-profile", dest="fastnas_profile", type=_arg_type(parse_profile), default=None,
         # argparse %-formats help strings; the descriptions contain percentages.
         help="benchmark profile: " + "; ".join(f"{p.name} ({p.description})" for p in PROFILES.values()).replace("%", "%%"))
     add("--backends", type=_arg_type(parse_backends), default=None, help="comma-separated: pytorch,onnxruntime,tensorrt")
@@ -82,13 +85,22 @@ def pytest_configure(config: pytest.Config) -> None:
     from fastnas_bench.settings import resolve_settings
 
     opts = {name: config.getoption(name) for name in (
-        "gpu", "profile", "backends", "methods", "flops_target", "flops_targets", "channel_divisors", "min_speedup", "max_map_drop", "max_recall_drop",
-        "batch_sizes", "imgsz", "data", "model", "weights", "cache_dir", "rebuild_variants",
+        "gpu", "backends", "methods", "flops_target", "flops_targets", "channel_divisors", "min_speedup",
+        "max_map_drop", "max_recall_drop", "batch_sizes", "imgsz", "data", "model", "weights", "cache_dir",
+        "rebuild_variants",
     )}
+    opts["profile"] = config.getoption("fastnas_profile")
     try:
         settings = resolve_settings(opts)
     except BadInputError as e:
         raise pytest.UsageError(str(e)) from None
+    # Ultralytics reads these once, at its first import: set them before anything imports it.
+    # Offline unless the profile fetches its weights and data through Ultralytics (--gpu, online).
+    if "ultralytics" in sys.modules:
+        warnings.warn("ultralytics was imported before fastnas-bench configured it; YOLO_OFFLINE/YOLO_AUTOINSTALL "
+                      "may not apply", stacklevel=1)
+    os.environ.setdefault("YOLO_OFFLINE", "true" if settings.device == "cpu" else "false")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     if settings.device == "cuda":
         import torch
 
@@ -118,6 +130,29 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-benchmark keys its storage by OS/Python only; keep runs of different hardware apart.
     if getattr(config.option, "benchmark_storage", None) == DEFAULT_BENCHMARK_STORAGE:
         config.option.benchmark_storage = f"{DEFAULT_BENCHMARK_STORAGE}/{key}"
+
+
+@pytest.hookimpl(trylast=True)  # after the terminal reporter and capture manager exist
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Show build progress on the terminal while pytest captures the fixtures' output."""
+    config = session.config
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    from fastnas_bench import progress
+
+    def to_terminal(message: str) -> None:
+        with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()
+            reporter.write_line(f"fastnas-bench: {message}")
+
+    progress.set_sink(to_terminal)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "fastnas_bench.progress" in sys.modules:
+        sys.modules["fastnas_bench.progress"].set_sink(None)
 
 
 def settings_of(config: pytest.Config) -> BenchSettings:

@@ -21,6 +21,7 @@ from filelock import FileLock
 from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 
+from fastnas_bench import progress
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.methods.base import PruneContext, PruneMethod, register
 from fastnas_bench.spec import VariantSpec
@@ -113,6 +114,7 @@ class _MapScore:
 
     def __call__(self, model: nn.Module) -> float:
         self.calls += 1
+        progress.step("FastNAS: score call", self.calls)
         stats = self.validator(model=_UnfusedView(model))  # type: ignore[arg-type]
         score = float(stats["metrics/mAP50-95(B)"])
         if self.calls == 1:
