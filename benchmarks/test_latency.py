@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-
 from fastnas_bench.backends import BackendUnavailable
 from fastnas_bench.checks import efficiency
 from fastnas_bench.machine import gpu_state
 from fastnas_bench.measure import Measurer
+from fastnas_bench.plugin import unavailable
 from fastnas_bench.settings import BackendTarget, BenchSettings
 
 
@@ -22,7 +21,7 @@ def test_latency(benchmark, measurer: Measurer, bench_settings: BenchSettings, v
             return
         record = measurer.measure(target, variant_name, batch_size, benchmark=benchmark)
     except BackendUnavailable as e:
-        pytest.skip(str(e))
+        unavailable(bench_settings, target.backend, str(e))
     v = variant(variant_name)
     base = variant("baseline")
     benchmark.extra_info.update(

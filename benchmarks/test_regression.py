@@ -13,19 +13,20 @@ from fastnas_bench.backends import BackendUnavailable
 from fastnas_bench.baselines import calibrated_latency, gate_message, latency_gate
 from fastnas_bench.machine import run_versions
 from fastnas_bench.measure import Measurer
-from fastnas_bench.plugin import report_outcome
-from fastnas_bench.settings import BackendTarget
+from fastnas_bench.plugin import report_outcome, unavailable
+from fastnas_bench.settings import BackendTarget, BenchSettings
 
 
-def test_latency_regression(measurer: Measurer, baselines, request, variant, target: BackendTarget,
-                            variant_name: str, batch_size: int, timing_disabled: str | None) -> None:
+def test_latency_regression(measurer: Measurer, bench_settings: BenchSettings, baselines, request, variant,
+                            target: BackendTarget, variant_name: str, batch_size: int,
+                            timing_disabled: str | None) -> None:
     if timing_disabled:
         pytest.skip(timing_disabled)
     latency_id = f"test_latency[{target.id}-{variant_name}-bs{batch_size}]"
     try:
         record = measurer.measure(target, variant_name, batch_size)
     except BackendUnavailable as e:
-        pytest.skip(str(e))
+        unavailable(bench_settings, target.backend, str(e))
     v = variant(variant_name)
     samples_ms = [s * 1e3 for s in record.samples_s]
     current = {

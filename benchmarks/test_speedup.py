@@ -15,7 +15,7 @@ from fastnas_bench.baselines import gate_message, speedup_gate
 from fastnas_bench.checks import efficiency
 from fastnas_bench.machine import run_versions
 from fastnas_bench.measure import Measurer
-from fastnas_bench.plugin import report_outcome
+from fastnas_bench.plugin import report_outcome, unavailable
 from fastnas_bench.settings import BackendTarget, BenchSettings
 from fastnas_bench.verdicts import Outcome, PairedSpeedup, at_least, at_most
 
@@ -30,7 +30,7 @@ def _measured(measurer: Measurer, target: BackendTarget, name: str, batch: int,
     try:
         return measurer.paired_speedup(target, name, batch)
     except BackendUnavailable as e:
-        pytest.skip(str(e))
+        unavailable(measurer.settings, target.backend, str(e))
 
 
 def _record(baselines, request, variant, name: str, estimate: PairedSpeedup, flops_ratio: float, bound: float,

@@ -209,3 +209,27 @@ def test_injected_slowdown_names_backend_and_variant(monkeypatch: pytest.MonkeyP
     start = time.perf_counter()
     slowed()
     assert time.perf_counter() - start >= 0.03
+
+
+def test_a_backend_named_on_a_gpu_run_fails_instead_of_skipping(pytester: pytest.Pytester) -> None:
+    from fastnas_bench.plugin import unavailable
+
+    settings = resolve_settings({})
+    with pytest.raises(pytest.skip.Exception, match="no CUDA provider"):
+        unavailable(settings, "onnxruntime", "no CUDA provider")
+    named = replace(settings, required_backends=("onnxruntime",))
+    with pytest.raises(pytest.fail.Exception, match="--backends onnxruntime was requested but cannot run: no CUDA"):
+        unavailable(named, "onnxruntime", "no CUDA provider")
+    # Only --gpu runs require what they name: a CPU run's --backends narrows, it does not demand.
+    assert resolve_settings({"backends": ("onnxruntime",)}).required_backends == ()
+
+
+def test_both_onnxruntime_wheels_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastnas_bench import spec
+    from fastnas_bench.backends import onnxruntime as ort_backend
+
+    monkeypatch.setattr(spec, "package_version", lambda name: "1.32.0")
+    reason = ort_backend.OnnxRuntimeBackend.probe("cuda")
+    assert reason and "both onnxruntime and onnxruntime-gpu are installed" in reason
+    monkeypatch.setattr(spec, "package_version", lambda name: "absent" if name == "onnxruntime-gpu" else "1.32.0")
+    assert ort_backend.mixed_install() is None

@@ -11,7 +11,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -250,6 +250,14 @@ class BaselineSession:
 
     def stored_runs(self, test_id: str) -> list[dict[str, Any]]:
         return list(self.stored.get(test_id, {}).get("runs", []))
+
+
+def unavailable(settings: BenchSettings, backend: str, reason: str) -> NoReturn:
+    """Skip a test whose backend cannot run here, with the reason; fail instead where the user
+    asked for that backend by name on a GPU run (a nightly must not go green on skips)."""
+    if backend in settings.required_backends:
+        pytest.fail(f"--backends {backend} was requested but cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 VERDICT_PROPERTY = ("fastnas_bench_verdict", "undecided")

@@ -122,6 +122,7 @@ class BenchSettings:
         threads: CPU threads given to every backend.
         rebuild_variants: Rebuild cached variants once this session.
         cache_dir: Cache root override, or ``None`` for the default.
+        required_backends: Backends whose absence fails the run (named explicitly with ``--gpu``).
     """
 
     profile: Profile
@@ -131,6 +132,8 @@ class BenchSettings:
     rebuild_variants: bool
     cache_dir: str | None
     methods: tuple[str, ...] = ("fastnas",)
+    #: Backends the user named with --gpu --backends: one that cannot run fails instead of skipping.
+    required_backends: tuple[str, ...] = ()
     flops_targets: tuple[float, ...] = ()
     channel_divisors: tuple[int, ...] = ()
 
@@ -225,6 +228,7 @@ def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
         profile=profile,
         device=device,
         backends=tuple(backends),
+        required_backends=tuple(opts.get("backends") or ()) if gpu else (),
         threads=cpu_threads(),
         rebuild_variants=bool(opts.get("rebuild_variants")),
         cache_dir=opts.get("cache_dir"),

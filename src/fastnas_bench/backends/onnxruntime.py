@@ -13,6 +13,20 @@ _PROVIDERS: dict[str, str] = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecut
 SPINNING = "0"
 
 
+def mixed_install() -> str | None:
+    """Why an environment with both ORT wheels cannot be trusted, or ``None``.
+
+    ``onnxruntime`` and ``onnxruntime-gpu`` install the same ``onnxruntime`` module; whichever was
+    installed last wins, usually without the CUDA provider, so a GPU run would skip ORT-CUDA.
+    """
+    from fastnas_bench.spec import package_version
+
+    if "absent" in (package_version("onnxruntime"), package_version("onnxruntime-gpu")):
+        return None
+    return ("both onnxruntime and onnxruntime-gpu are installed and share one module; keep one: "
+            "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu (or onnxruntime)")
+
+
 @register("onnxruntime")
 class OnnxRuntimeBackend(Backend):
     """An ORT InferenceSession on the variant's ONNX export."""
@@ -21,6 +35,9 @@ class OnnxRuntimeBackend(Backend):
 
     @classmethod
     def probe(cls, device: Device) -> str | None:
+        both = mixed_install()
+        if both:
+            return both
         try:
             import onnxruntime as ort
         except ImportError:
