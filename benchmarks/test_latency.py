@@ -30,7 +30,8 @@ def test_latency(benchmark, measurer: Measurer, bench_settings: BenchSettings, v
         channel_divisor=v.spec.channel_divisor, backend=target.backend, precision=target.precision,
         batch=batch_size, imgsz=bench_settings.profile.bench_imgsz, params=v.params, gflops=v.gflops,
         flops_ratio=v.gflops / base.gflops, map50_95=v.map50_95, recall=v.recall, ap_small=v.meta["ap_small"],
-        output_rel_err=record.output_rel_err, runtime=record.backend_info,
+        output_box_err_px=record.agreement.box_err_px, output_score_err=record.agreement.score_err,
+        output_detections_matched=record.agreement.detections, runtime=record.backend_info,
         # Per-round samples feed the statistical regression verdict and the report's distributions.
         latency_samples_ms=[round(s * 1e3, 4) for s in record.samples_s],
     )

@@ -44,8 +44,18 @@ class FakeBackend(Backend):
         time.sleep(self.delay_s)
 
     def _output(self) -> np.ndarray:
-        out = self.images[:, :1].astype(np.float32)
-        return out + 1.0 if self.wrong_output else out
+        out = _detector_output(self.images)
+        if self.wrong_output:
+            out[:, 4:] += 0.05  # every class score off by 0.05
+        return out
+
+
+def _detector_output(images: np.ndarray) -> np.ndarray:
+    """A (batch, 4 + 5 classes, 16 anchors) output that depends on the input, as a detector's does."""
+    out = np.zeros((images.shape[0], 9, 16), dtype=np.float32)
+    out[:, :4] = 100 * images.reshape(images.shape[0], -1)[:, :64].reshape(-1, 4, 16)
+    out[:, 4:] = images.reshape(images.shape[0], -1)[:, 64:144].reshape(-1, 5, 16) / 4
+    return out
 
 
 class _ScriptedVariant(Variant):
@@ -69,7 +79,7 @@ def _measurer(backend_cls: type[Backend] = FakeBackend) -> Measurer:
         settings,
         variant=_ScriptedVariant,
         onnx=lambda v, imgsz, batch: Path("unused.onnx"),
-        reference=lambda weights, images: images[:, :1].astype(np.float64),
+        reference=lambda weights, images: _detector_output(images),
         cache=None,
         backend_class=lambda name: backend_cls,
     )
@@ -122,7 +132,7 @@ def test_wrong_outputs_fail_before_timing() -> None:
     class Wrong(FakeBackend):
         wrong_output = True
 
-    with pytest.raises(OutputMismatch, match="relative max error"):
+    with pytest.raises(OutputMismatch, match="fake fp32: class-score error 0.05"):
         _measurer(Wrong).measure(BackendTarget("fake", "fp32"), "baseline", 1)
 
 

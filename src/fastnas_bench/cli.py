@@ -1,4 +1,4 @@
-"""``fastnas-bench``: prebuild variants and turn saved benchmark runs into a report."""
+"""``fastnas-bench``: prebuild variants, export them for stock Ultralytics, and report saved runs."""
 
 from __future__ import annotations
 
@@ -54,6 +54,13 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from fastnas_bench.stock import export_stock_checkpoint
+
+    print(export_stock_checkpoint(Path(args.variant), Path(args.out)))
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastnas-bench", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -76,6 +83,12 @@ def make_parser() -> argparse.ArgumentParser:
     report.add_argument("runs", nargs="+", help="saved run JSON files (from --benchmark-autosave/--benchmark-json)")
     report.add_argument("--out", default="fastnas-report", help="output directory")
     report.set_defaults(func=_report)
+
+    export = sub.add_parser("export", help="write a variant as a checkpoint stock Ultralytics loads (no fastnas-bench "
+                                           "needed): YOLO(out).predict/.val/.export work on it")
+    export.add_argument("variant", help="a variant's cache entry (the path `build` prints) or its model.pt")
+    export.add_argument("out", help="output .pt path")
+    export.set_defaults(func=_export)
     return parser
 
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastnas_bench.agreement import Agreement, check_images
 from fastnas_bench.backends import Backend, BackendUnavailable, get_backend_class
-from fastnas_bench.backends.base import BackendRequest, sample_images
+from fastnas_bench.backends.base import BackendRequest
 from fastnas_bench.build import Variant
 from fastnas_bench.cache import ArtifactCache
 from fastnas_bench.inject import INJECT_SLOWDOWN_ENV, injected_slowdown
@@ -33,7 +34,7 @@ class LatencyRecord:
     batch: int
     samples_s: tuple[float, ...]
     summary: LatencySummary
-    output_rel_err: float
+    agreement: Agreement
     backend_info: dict[str, Any] = field(default_factory=dict)
     calibration_ms: float | None = None
 
@@ -108,6 +109,8 @@ class Measurer:
         onnx: Returns the ONNX export of a variant at (imgsz, batch).
         reference: Returns the PyTorch fp32 reference output for (weights, images).
         cache: Artifact cache for backend artifacts.
+        images: Returns the real images of the output check for (batch, imgsz); default:
+            Ultralytics' bundled photos.
         backend_class: Looks up a backend class by name (a fake in the harness tests).
     """
 
@@ -118,6 +121,7 @@ class Measurer:
         onnx: Callable[[Variant, int, int], Path],
         reference: Callable[[Path, Any], Any],
         cache: ArtifactCache | None,
+        images: Callable[[int, int], Any] = check_images,
         backend_class: Callable[[str], type[Backend]] = get_backend_class,
     ) -> None:
         self.settings = settings
@@ -125,6 +129,7 @@ class Measurer:
         self._onnx = onnx
         self._reference = reference
         self._cache = cache
+        self._images = images
         self._backend_class = backend_class
         self._probes: dict[str, str | None] = {}
         self.records: dict[tuple[str, str, int], LatencyRecord] = {}
@@ -144,7 +149,9 @@ class Measurer:
             self._probes[target.backend] = cls.probe(self.settings.device)  # type: ignore[arg-type]
         return self._probes[target.backend]
 
-    def _prepare(self, target: BackendTarget, variant_name: str, batch: int) -> tuple[Callable[[], None], float, dict[str, Any]]:
+    def _prepare(
+        self, target: BackendTarget, variant_name: str, batch: int
+    ) -> tuple[Callable[[], None], Agreement, dict[str, Any]]:
         """Load, output-check and return a timed callable for one combination.
 
         Raises:
@@ -164,25 +171,25 @@ class Measurer:
             threads=self.settings.threads, cache=self._cache,
         )
         backend = cls(request)
-        images = sample_images(batch, profile.bench_imgsz)
-        rel_err = backend.check_outputs(images, self._reference(variant.weights, images))
+        images = self._images(batch, profile.bench_imgsz)
+        agreement = backend.check_outputs(images, self._reference(variant.weights, images))
         run = backend.runner(images)
         fraction = injected_slowdown(target.backend, variant_name)
         if fraction:
             log.warning("slowing every %s %s call by %.0f%% (%s)", target.backend, variant_name, fraction * 100,
                         INJECT_SLOWDOWN_ENV)
             run = _slowed(run, fraction)
-        return run, rel_err, backend.describe()
+        return run, agreement, backend.describe()
 
-    def check(self, target: BackendTarget, variant_name: str, batch: int) -> float:
+    def check(self, target: BackendTarget, variant_name: str, batch: int) -> Agreement:
         """Load and output-check one combination and run it once, untimed (timing disabled).
 
         Returns:
-            The relative output error against the PyTorch reference.
+            How the outputs compared with the PyTorch reference.
         """
-        run, rel_err, _ = self._prepare(target, variant_name, batch)
+        run, agreement, _ = self._prepare(target, variant_name, batch)
         run()
-        return rel_err
+        return agreement
 
     def measure(self, target: BackendTarget, variant_name: str, batch: int, benchmark: Any | None = None) -> LatencyRecord:
         """Measure (or, without ``benchmark``, reuse a measurement of) one combination.
@@ -195,7 +202,7 @@ class Measurer:
         if benchmark is None and key in self.records:
             return self.records[key]
         profile = self.settings.profile
-        run, rel_err, info = self._prepare(target, variant_name, batch)
+        run, agreement, info = self._prepare(target, variant_name, batch)
         calib_before = self.calibration_ms()
         if benchmark is not None:
             benchmark.pedantic(run, rounds=profile.rounds, warmup_rounds=profile.warmup_rounds, iterations=1)
@@ -205,7 +212,7 @@ class Measurer:
         calib_ms = (calib_before + self.calibration_ms()) / 2
         record = LatencyRecord(
             target=target, variant=variant_name, batch=batch, samples_s=tuple(samples),
-            summary=summarize_seconds(samples), output_rel_err=rel_err, backend_info=info, calibration_ms=calib_ms,
+            summary=summarize_seconds(samples), agreement=agreement, backend_info=info, calibration_ms=calib_ms,
         )
         self.records[key] = record
         return record

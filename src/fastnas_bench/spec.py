@@ -215,8 +215,12 @@ PROFILES: dict[str, Profile] = {
             bench_imgsz=640,
             batch_sizes=(1,),
             min_speedup={"pytorch": 1.1, "onnxruntime": 1.1, "tensorrt": 1.1},
-            max_map_drop=0.15,
-            max_recall_drop=0.10,
+            # Mean + 3 sd of the fastnas66 drops measured here: two builds and two disjoint
+            # 32-image splits gave mAP50-95 drops 0.019-0.055 (mean 0.035, sd 0.018) and recall
+            # drops -0.030-0.063 (mean 0.012, sd 0.047). l2struct66 (0.094) and fastnas50 (0.096)
+            # fail the mAP bound; 32 images pin recall down poorly, so its bound is loose.
+            max_map_drop=0.09,
+            max_recall_drop=0.15,
         ),
         Profile(
             name="cpu-m",

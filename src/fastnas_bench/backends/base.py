@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from fastnas_bench.agreement import Agreement, compare_outputs
 from fastnas_bench.cache import ArtifactCache
 
 Precision = Literal["fp32", "fp16"]
@@ -25,9 +26,6 @@ Device = Literal["cpu", "cuda"]
 BACKEND_NAMES: tuple[str, ...] = ("pytorch", "onnxruntime", "tensorrt")
 
 _REGISTRY: dict[str, type[Backend]] = {}
-
-#: Max |backend - reference| relative to max |reference| per precision.
-OUTPUT_RTOL: dict[str, float] = {"fp32": 1e-3, "fp16": 2e-2}
 
 
 class BackendUnavailable(RuntimeError):
@@ -146,34 +144,20 @@ class Backend(ABC):
 
         return timed_call
 
-    def check_outputs(self, images: np.ndarray, reference: np.ndarray) -> float:
-        """Compare this backend's output with the PyTorch fp32 reference.
+    def check_outputs(self, images: np.ndarray, reference: np.ndarray) -> Agreement:
+        """Compare this backend's output on ``images`` with the PyTorch fp32 reference.
 
         Returns:
-            The relative max error ``max|out - ref| / max|ref|``.
+            The box (px) and score differences and how many detections were matched.
 
         Raises:
-            OutputMismatch: if shapes differ or the error exceeds ``OUTPUT_RTOL[precision]``.
+            OutputMismatch: naming the check that failed (see :mod:`fastnas_bench.agreement`).
         """
-        out = self.infer(images)
-        if out.shape != reference.shape:
-            raise OutputMismatch(f"{self.name}: output shape {out.shape} != reference {reference.shape}")
-        if not np.all(np.isfinite(out)):
-            raise OutputMismatch(f"{self.name}: non-finite values in the output")
-        rel_err = float(np.max(np.abs(out.astype(np.float64) - reference)) / (np.max(np.abs(reference)) + 1e-12))
-        tol = OUTPUT_RTOL[self.request.precision]
-        if rel_err > tol:
-            raise OutputMismatch(
-                f"{self.name} {self.request.precision}: relative max error {rel_err:.2e} > tolerance {tol:.0e}"
-            )
-        return rel_err
+        agreement, failure = compare_outputs(self.infer(images), reference, self.request.precision)
+        if failure:
+            raise OutputMismatch(f"{self.name} {self.request.precision}: {failure}")
+        return agreement
 
     def describe(self) -> dict[str, Any]:
         """Facts about the runtime for ``extra_info`` (versions, providers, ...)."""
         return {"backend": self.name, "precision": self.request.precision, "device": self.request.device}
-
-
-def sample_images(batch: int, imgsz: int, seed: int = 0) -> np.ndarray:
-    """A fixed float32 NCHW batch in [0, 1]; the same for every backend and variant."""
-    rng = np.random.default_rng(seed)
-    return rng.random((batch, 3, imgsz, imgsz), dtype=np.float32)
