@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from fastnas_bench.build import build_variant, load_model, resolve_data
+from fastnas_bench.build import build_variant, resolve_data
 from fastnas_bench.cache import ArtifactCache
 from fastnas_bench.errors import BadInputError
+from fastnas_bench.models import load_model
 from fastnas_bench.spec import VariantSpec
 
 

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 
-from fastnas_bench.build import model_gflops
 from fastnas_bench.methods import PruneContext, get_method
+from fastnas_bench.models import model_gflops
 from fastnas_bench.spec import VariantSpec
 
 
@@ -23,8 +23,8 @@ def stock() -> DetectionModel:
 
 def _ctx(method: str, match: float, tmp_path: Path) -> PruneContext:
     spec = VariantSpec(method=method, flops_target=0.66, finetune_epochs=1, channel_divisor=8)  # type: ignore[arg-type]
-    return PruneContext(spec=spec, data_yaml=tmp_path / "unused.yaml", device="cpu", search_dir=tmp_path,
-                        work_dir=tmp_path, match_flops_ratio=match)
+    return PruneContext(spec=spec, data_yaml=tmp_path / "unused.yaml", device="cpu", work_dir=tmp_path,
+                        cache_root=tmp_path, source_sha256="0" * 64, match_flops_ratio=match)
 
 
 def test_l2struct_lands_at_the_matched_flops(stock: DetectionModel, tmp_path: Path) -> None:

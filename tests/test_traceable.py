@@ -53,7 +53,7 @@ def test_modelopt_sees_c2f_internals(stock: DetectionModel) -> None:
     import modelopt.torch.prune as mtp
     from modelopt.torch.opt.utils import named_hparams
 
-    from fastnas_bench.methods.fastnas import frozen_patterns
+    from fastnas_bench.methods.search_space import frozen_patterns
 
     config = mtp.fastnas.FastNASConfig()
     for pattern in frozen_patterns(stock):
@@ -81,20 +81,17 @@ def test_finetune_keeps_pruned_structure(stock: DetectionModel, tiny_dataset: Pa
     import modelopt.torch.prune as mtp
     from modelopt.torch.nas.utils import sample
 
-    from fastnas_bench.build import _describe, _finetune, load_model
-    from fastnas_bench.methods.fastnas import frozen_patterns
+    from fastnas_bench.build import _finetune
+    from fastnas_bench.methods.search_space import search_space_config
+    from fastnas_bench.models import describe_structure, load_model
     from fastnas_bench.spec import VariantSpec
 
-    config = mtp.fastnas.FastNASConfig()
-    config["nn.Conv2d"]["*"]["channel_divisor"] = 16
-    for pattern in frozen_patterns(stock):
-        config["nn.Conv2d"][pattern] = None
-    config["nn.BatchNorm2d"]["*"]["feature_divisor"] = 16
+    config = search_space_config(stock, 16)
     model = mtn.convert(make_traceable(copy.deepcopy(stock)), [("fastnas", config)], registry=mtp.pruning.PruneModeRegistry)
     sample(model, min)  # a real modelopt subnet: the narrowest widths
     pruned = mtn.export(model)
-    before = _describe(pruned)
-    assert before["gflops"] < 0.8 * _describe(stock)["gflops"]
+    before = describe_structure(pruned)
+    assert before["gflops"] < 0.8 * describe_structure(stock)["gflops"]
     # The head's output convs are frozen: predictions keep the stock layout (4 box + nc scores).
     x = torch.rand(1, 3, 64, 64)
     with torch.inference_mode():
@@ -102,7 +99,7 @@ def test_finetune_keeps_pruned_structure(stock: DetectionModel, tiny_dataset: Pa
 
     spec = VariantSpec(imgsz=64, batch=4, method="fastnas", flops_target=0.66, finetune_epochs=1)
     best = _finetune(pruned, spec, tiny_dataset, "cpu", tmp_path / "ft")
-    after = _describe(load_model(best))
+    after = describe_structure(load_model(best))
     assert after["conv_out_channels"] == before["conv_out_channels"]
     assert after["gflops"] == pytest.approx(before["gflops"])
     assert after["params"] == before["params"]
@@ -110,7 +107,7 @@ def test_finetune_keeps_pruned_structure(stock: DetectionModel, tiny_dataset: Pa
 
 def test_flops_and_params_are_counted_the_way_the_reference_table_is() -> None:
     """YOLOv8m with COCO's 80 classes reads 25.9M params / 79.3 GFLOPs at 640 px (the seed table)."""
-    from fastnas_bench.build import model_gflops, model_params
+    from fastnas_bench.models import model_gflops, model_params
 
     m = DetectionModel("yolov8m.yaml", nc=80, verbose=False)
     assert model_params(m) / 1e6 == pytest.approx(25.9, abs=0.05)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -25,6 +24,7 @@ from fastnas_bench.cache import ArtifactCache
 from fastnas_bench.data import GENERATED_PREFIX, GeneratedDataConfig, generate_dataset, validate_data_yaml
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.methods import PruneContext, get_method
+from fastnas_bench.models import describe_structure, load_model
 from fastnas_bench.spec import VariantSpec, package_version
 from fastnas_bench.splits import DataSplits, carve_search_split
 
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.pt"
 #: Methods compared with FastNAS at the FLOPs ratio FastNAS reached.
 RIVAL_METHODS = ("l2struct", "unstructured")
-REPORT_IMGSZ = 640  # FLOPs are reported at 640 px, the way the reference table does
 
 
 @dataclass(frozen=True)
@@ -102,33 +101,6 @@ def _resolve_weights(weights: str) -> str:
             raise BadInputError(f"weights file {weights} is not a readable file")
         return str(path)
     return weights  # an Ultralytics asset name, downloaded by Ultralytics when online
-
-
-def load_model(weights: Path | str) -> torch.nn.Module:
-    """The float32 CPU DetectionModel stored in an Ultralytics checkpoint."""
-    from ultralytics.nn.tasks import load_checkpoint
-
-    try:
-        model, _ = load_checkpoint(str(weights), device="cpu")
-    except (OSError, RuntimeError, EOFError, KeyError, AttributeError, TypeError, pickle.UnpicklingError) as e:
-        # Ultralytics wraps unpickling errors in a TypeError with a multi-line message; keep one line.
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BadInputError(f"weights {weights} could not be loaded: {first_line}") from None
-    return model.float().eval()
-
-
-def model_gflops(model: torch.nn.Module, imgsz: int = REPORT_IMGSZ) -> float:
-    """GFLOPs at ``imgsz`` by Ultralytics' counter; raises rather than report a 0 it failed to count."""
-    from ultralytics.utils.torch_utils import get_flops
-
-    gflops = float(get_flops(model, imgsz))
-    if gflops <= 0:
-        raise RuntimeError(f"Ultralytics could not count the FLOPs of {type(model).__name__}")
-    return gflops
-
-
-def model_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 @contextlib.contextmanager
@@ -258,22 +230,12 @@ def _validate(weights: Path, spec: VariantSpec, data: Path | str, device: str, o
     return result
 
 
-def _describe(model: torch.nn.Module) -> dict[str, Any]:
-    return {
-        "params": model_params(model),
-        "gflops": round(model_gflops(model), 3),
-        "conv_out_channels": [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)],
-    }
-
-
 def _prune_context(
     spec: VariantSpec, data: Path, device: str, source: Variant, match: float | None, cache: ArtifactCache, work: Path
 ) -> PruneContext:
-    from fastnas_bench.methods.fastnas import search_dir_for
-
     return PruneContext(
         spec=spec, data_yaml=data, device=device, work_dir=work, match_flops_ratio=match,
-        search_dir=search_dir_for(cache.root, source.meta["files"][MODEL_FILE], spec.channel_divisor, spec.imgsz),
+        cache_root=cache.root, source_sha256=source.meta["files"][MODEL_FILE],
     )
 
 
@@ -322,13 +284,13 @@ def build_variant(
                     ctx = _prune_context(spec, data, device, source, match, cache, tmp / "work")
                     model = method.prune(model, ctx)  # type: ignore[arg-type]
                     constrain = method.constrain
-                    meta["pruned_before_finetune"] = _describe(model)
+                    meta["pruned_before_finetune"] = describe_structure(model)
                     meta["prune_notes"] = method.notes
                     if match is not None:
                         meta["matched_flops_ratio"] = match
                 best = _finetune(model, spec, data, device, tmp / "train", constrain)
             shutil.copyfile(best, tmp / MODEL_FILE)
-            meta.update(_describe(load_model(tmp / MODEL_FILE)))
+            meta.update(describe_structure(load_model(tmp / MODEL_FILE)))
             progress.report(f"{spec.name}: validating on the held-out val split ({splits.val_images} images)")
             meta.update(_validate(tmp / MODEL_FILE, spec, splits.report_yaml, device, tmp / "val"))
             if source is not None:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
 from fastnas_bench.backends.base import Backend, BackendUnavailable, Device, register
+from fastnas_bench.models import load_model
 
 
 def reference_output(weights: Any, images: np.ndarray) -> np.ndarray:
     """The fp32 CPU output of the unfused checkpoint: the reference every backend must match."""
-    from fastnas_bench.build import load_model
-
     model = load_model(weights)
     with torch.inference_mode():
         out = model(torch.from_numpy(images))
@@ -36,8 +36,6 @@ class PyTorchBackend(Backend):
         return None
 
     def _load(self) -> None:
-        from fastnas_bench.build import load_model
-
         reason = self.probe(self.request.device)
         if reason:
             raise BackendUnavailable(reason)
@@ -45,12 +43,40 @@ class PyTorchBackend(Backend):
             if self.request.precision != "fp32":
                 raise BackendUnavailable("PyTorch CPU runs fp32 only")
             torch.set_num_threads(self.request.threads)
+        else:
+            # Fixed shapes: let cuDNN pick its fastest algorithms, as a deployment would. And "fp32"
+            # means fp32: cuDNN and matmul TF32 (on by default for convolutions) off; fp16 is the
+            # reduced-precision target.
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         self.device = torch.device(self.request.device)
         self.dtype = torch.float16 if self.request.precision == "fp16" else torch.float32
         model = load_model(self.request.weights).fuse(verbose=False)  # type: ignore[operator]
         self.model = model.to(self.device, self.dtype).eval()
         self._input: torch.Tensor | None = None
         self._last: torch.Tensor | None = None
+
+    def runner(self, images: np.ndarray) -> Callable[[], None]:
+        """On CUDA, also record each call's GPU time with CUDA events into ``gpu_times_ms``.
+
+        The events bracket the launches on the current stream and the end event is recorded
+        before the host waits, so the figure is the GPU's span for the call, launch gaps included.
+        """
+        if self.device.type != "cuda":
+            return super().runner(images)
+        self._set_input(images)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        self.gpu_times_ms: list[float] = []
+
+        def timed_call() -> None:
+            start.record()
+            self._run()
+            end.record()
+            end.synchronize()
+            self.gpu_times_ms.append(start.elapsed_time(end))
+
+        return timed_call
 
     def _set_input(self, images: np.ndarray) -> None:
         self._input = torch.from_numpy(images).to(self.device, self.dtype)
@@ -72,4 +98,7 @@ class PyTorchBackend(Backend):
         info["torch"] = torch.__version__
         if self.device.type == "cpu":
             info["threads"] = torch.get_num_threads()
+        else:
+            info.update(cudnn_benchmark=torch.backends.cudnn.benchmark, cudnn_tf32=torch.backends.cudnn.allow_tf32,
+                        matmul_tf32=torch.backends.cuda.matmul.allow_tf32)
         return info

@@ -30,7 +30,9 @@ class PruneContext:
         spec: The pruned variant's spec (FLOPs target, divisor, imgsz, ...).
         data_yaml: Resolved dataset YAML for calibration and scoring.
         device: Torch device string.
-        search_dir: Persistent directory for resumable search state shared across targets.
+        cache_root: Root of the artifact cache; a method keeps state it shares across variants
+            (FastNAS's search checkpoint) below it.
+        source_sha256: Content hash of the source checkpoint, so shared state never outlives it.
         work_dir: Scratch directory inside the entry being built (logs, validator output).
         match_flops_ratio: For rival methods, the FLOPs ratio FastNAS reached at the same target;
             a rival aims at it so the comparison is at equal FLOPs.
@@ -39,8 +41,9 @@ class PruneContext:
     spec: VariantSpec
     data_yaml: Path
     device: str
-    search_dir: Path
     work_dir: Path
+    cache_root: Path
+    source_sha256: str
     match_flops_ratio: float | None = None
 
 

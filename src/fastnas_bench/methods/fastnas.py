@@ -24,6 +24,8 @@ from ultralytics.nn.tasks import DetectionModel
 from fastnas_bench import progress
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.methods.base import PruneContext, PruneMethod, register
+from fastnas_bench.methods.search_space import search_space_config
+from fastnas_bench.models import REPORT_IMGSZ, model_gflops
 from fastnas_bench.spec import VariantSpec
 from fastnas_bench.traceable import make_traceable
 
@@ -43,15 +45,6 @@ MIN_USEFUL_SCORE = 0.05
 NO_LOSS = 1e-5
 # A FastNAS result this far below its FLOPs target is worth a warning (see ``lossless_choices``).
 UNDERSHOOT_WARN = 0.05
-
-
-def frozen_patterns(model: DetectionModel) -> tuple[str, ...]:
-    """Modules whose widths are fixed: the Detect head's output convs (4·reg_max box bins and
-    ``nc`` class scores) and its DFL integral. The head's inner 3×3 convs stay prunable: at 640 px
-    they run at the highest resolutions and are a large share of the network's latency.
-    """
-    head = f"model.{len(model.model) - 1}"  # type: ignore[arg-type]
-    return (f"*{head}.cv[23].*.2", f"*{head}.dfl*")
 
 
 class _UnfusedView(nn.Module):
@@ -122,25 +115,11 @@ class _MapScore:
         return score
 
 
-def search_space_config(model: DetectionModel, channel_divisor: int) -> Any:
-    """FastNAS search-space rules: widths in multiples of ``channel_divisor``, head outputs frozen."""
-    import modelopt.torch.prune as mtp
-
-    config = mtp.fastnas.FastNASConfig()
-    config["nn.Conv2d"]["*"]["channel_divisor"] = channel_divisor
-    config["nn.BatchNorm2d"]["*"]["feature_divisor"] = channel_divisor
-    for pattern in frozen_patterns(model):
-        config["nn.Conv2d"][pattern] = None
-    return config
-
-
 @register("fastnas")
 class FastNAS(PruneMethod):
     """modelopt FastNAS under a FLOPs constraint, scored by validation mAP50-95."""
 
     def prune(self, model: DetectionModel, ctx: PruneContext) -> DetectionModel:
-        from fastnas_bench.build import model_gflops
-
         spec = ctx.spec
         assert spec.flops_target is not None  # guaranteed by VariantSpec
         source_gflops = model_gflops(model)
@@ -165,7 +144,7 @@ class FastNAS(PruneMethod):
             )
         self.notes.update(score_calls=score.calls, source_map50_95=score.unpruned, modelopt_constraint=constraint)
         log.info("FastNAS search made %d score calls", score.calls)
-        free = lossless_choices(ctx.search_dir / "fastnas_search.pth")
+        free = lossless_choices(search_checkpoint(ctx))
         if free is not None:
             self.notes["lossless_choices"] = list(free)
             if ratio < spec.flops_target - UNDERSHOOT_WARN:
@@ -187,12 +166,10 @@ class FastNAS(PruneMethod):
         import modelopt.torch.nas as mtn
         import modelopt.torch.prune as mtp
 
-        from fastnas_bench.build import REPORT_IMGSZ
-
         model = make_traceable(copy.deepcopy(source)).float().to(ctx.device)
         config = search_space_config(model, ctx.spec.channel_divisor)
-        ctx.search_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint = ctx.search_dir / "fastnas_search.pth"
+        checkpoint = search_checkpoint(ctx)
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
         # FLOPs are constrained at the resolution they are reported at; scores use the search data.
         dummy_input = torch.zeros(1, 3, REPORT_IMGSZ, REPORT_IMGSZ, device=ctx.device)
         # The checkpoint is shared by every FLOPs target of this source; one search at a time.
@@ -263,11 +240,12 @@ def _quiet_ultralytics():  # type: ignore[no-untyped-def]
         LOGGER.setLevel(level)
 
 
-def search_dir_for(root: Path, baseline_sha256: str, channel_divisor: int, imgsz: int) -> Path:
-    """Directory whose search checkpoint all FLOPs targets of one baseline share.
+def search_checkpoint(ctx: PruneContext) -> Path:
+    """The search checkpoint all FLOPs targets of one source share.
 
-    Keyed by the baseline weights' checksum, so a rebuilt baseline never meets a stale
-    sensitivity map.
+    Keyed by the source weights' checksum, so a rebuilt source never meets a stale sensitivity map,
+    and by what else changes the scores: divisor, image size and BatchNorm calibration.
     """
-    calib = f"calib{CALIB_BATCHES}x{CALIB_BATCH_SIZE}"  # scores depend on the BN calibration too
-    return root / "search" / f"fastnas-{baseline_sha256[:16]}-div{channel_divisor}-{imgsz}px-{calib}"
+    calib = f"calib{CALIB_BATCHES}x{CALIB_BATCH_SIZE}"
+    name = f"fastnas-{ctx.source_sha256[:16]}-div{ctx.spec.channel_divisor}-{ctx.spec.imgsz}px-{calib}"
+    return ctx.cache_root / "search" / name / "fastnas_search.pth"

@@ -16,7 +16,8 @@ import logging
 from ultralytics.nn.tasks import DetectionModel
 
 from fastnas_bench.methods.base import PruneContext, PruneMethod, register
-from fastnas_bench.methods.fastnas import search_space_config
+from fastnas_bench.methods.search_space import search_space_config
+from fastnas_bench.models import model_gflops
 from fastnas_bench.traceable import make_traceable
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,6 @@ class UniformNormPruning(PruneMethod):
         import modelopt.torch.prune as mtp
         from modelopt.torch.nas.utils import select, sort_parameters
         from modelopt.torch.opt.utils import named_hparams
-
-        from fastnas_bench.build import model_gflops
 
         spec = ctx.spec
         target = ctx.match_flops_ratio if ctx.match_flops_ratio is not None else spec.flops_target
