@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from fastnas_bench.backends import BackendUnavailable
 from fastnas_bench.checks import efficiency
-from fastnas_bench.machine import gpu_state
 from fastnas_bench.measure import Measurer
 from fastnas_bench.plugin import unavailable
 from fastnas_bench.settings import BackendTarget, BenchSettings
+from fastnas_bench.timing import summarize_seconds
 
 
 def test_latency(benchmark, measurer: Measurer, bench_settings: BenchSettings, variant,
                  target: BackendTarget, variant_name: str, batch_size: int) -> None:
     benchmark.group = f"{target.id}-bs{batch_size}"
-    before = gpu_state() if bench_settings.device == "cuda" else None
     try:
         if benchmark.disabled:
             # No timing: the output check against the PyTorch reference still runs (and can fail).
@@ -41,5 +40,9 @@ def test_latency(benchmark, measurer: Measurer, bench_settings: BenchSettings, v
         benchmark.extra_info["speedup_vs_baseline"] = ratio
         if v.gflops < base.gflops:  # efficiency is undefined when no FLOPs were removed (unstructured)
             benchmark.extra_info["efficiency"] = efficiency(1 / ratio, v.gflops / base.gflops)
-    if before is not None:
-        benchmark.extra_info.update(gpu_state_before=before, gpu_state_after=gpu_state())
+    if record.gpu_samples_ms:
+        gpu = summarize_seconds([ms / 1e3 for ms in record.gpu_samples_ms])
+        benchmark.extra_info.update(gpu_time_p50_ms=gpu.latency_p50_ms, gpu_time_iqr_ms=gpu.latency_iqr_ms,
+                                    gpu_time_samples_ms=[round(ms, 4) for ms in record.gpu_samples_ms])
+    if record.gpu_state is not None:
+        benchmark.extra_info.update(gpu_state_before=record.gpu_state["before"], gpu_state_after=record.gpu_state["after"])

@@ -48,7 +48,7 @@ def _record(baselines, request, variant, name: str, estimate: PairedSpeedup, flo
 
 def test_speedup(measurer: Measurer, bench_settings: BenchSettings, baselines, request, variant,
                  target: BackendTarget, structured_name: str, batch_size: int, timing_disabled: str | None) -> None:
-    bound = bench_settings.profile.min_speedup[target.backend]
+    bound = bench_settings.profile.min_speedup
     estimate = _measured(measurer, target, structured_name, batch_size, timing_disabled)
     outcome = at_least(estimate, bound)
     _record(baselines, request, variant, structured_name, estimate,

@@ -7,9 +7,9 @@ import os
 os.environ["YOLO_OFFLINE"] = "true"  # Ultralytics ignores "1"
 os.environ["YOLO_AUTOINSTALL"] = "false"
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session")

@@ -72,8 +72,8 @@ def test_bad_specs(kwargs: dict, match: str) -> None:
         VariantSpec(**kwargs)
 
 
-def test_profiles_have_bounds_for_every_backend() -> None:
+def test_profiles_have_a_speedup_bound_and_the_reference_target() -> None:
     for profile in PROFILES.values():
-        assert set(profile.min_speedup) == {"pytorch", "onnxruntime", "tensorrt"}
+        assert profile.min_speedup > 1
         assert profile.pruned.flops_target == pytest.approx(0.66)
     assert PROFILES["paper"].pruned.model == "yolov8m" and PROFILES["paper"].pruned.finetune_epochs == 50

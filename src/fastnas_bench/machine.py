@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +22,43 @@ def run_versions() -> dict[str, str]:
     return {p: package_version(p) for p in ("fastnas-bench",) + _VERSIONED if package_version(p) != "absent"}
 
 
-def _nvml() -> Any | None:
-    """Initialised pynvml module, or ``None`` where NVML (driver) is absent."""
+@contextlib.contextmanager
+def _nvml_device() -> Iterator[tuple[Any, Any] | None]:
+    """(pynvml, handle) of the GPU this process runs on, or ``None`` where NVML cannot tell.
+
+    The GPU is found by the UUID torch reports for ``cuda:0``, so ``CUDA_VISIBLE_DEVICES=3``
+    reads GPU 3, not the machine's first GPU. NVML is shut down on exit.
+    """
     try:
         import pynvml
+        import torch
 
         pynvml.nvmlInit()
-        return pynvml
-    except Exception as e:  # pynvml raises its own NVMLError family and OSError for a missing lib
+    except Exception as e:  # noqa: BLE001 - pynvml raises NVMLError subclasses, OSError for a missing lib
         log.debug("NVML unavailable: %s", e)
+        yield None
+        return
+    try:
+        try:
+            uuid = getattr(torch.cuda.get_device_properties(0), "uuid", None)
+            handle = (pynvml.nvmlDeviceGetHandleByUUID(f"GPU-{uuid}") if uuid is not None
+                      else pynvml.nvmlDeviceGetHandleByIndex(0))
+        except Exception as e:  # noqa: BLE001 - see above
+            log.debug("NVML cannot find this process's GPU: %s", e)
+            handle = None
+        yield (pynvml, handle) if handle is not None else None
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
+
+
+def _field(read: Callable[[], Any]) -> Any:
+    """One NVML reading, or ``None`` where this GPU or driver does not support it (never a failure)."""
+    try:
+        value = read()
+    except Exception:  # noqa: BLE001 - NVMLError_NotSupported and friends
         return None
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def static_machine_info(device: str) -> dict[str, Any]:
@@ -37,38 +66,36 @@ def static_machine_info(device: str) -> dict[str, Any]:
     import torch
 
     info: dict[str, Any] = {
-        "fastnas_bench": {
-            "versions": {p: package_version(p) for p in _VERSIONED},
-            "device": device,
-            "cpu_model": cpu_model(),
-            "cuda_runtime": torch.version.cuda,
-        }
+        "versions": {p: package_version(p) for p in _VERSIONED},
+        "device": device,
+        "cpu_model": cpu_model(),
+        "cuda_runtime": torch.version.cuda,
     }
-    nvml = _nvml() if device == "cuda" else None
-    if nvml is not None:
-        handle = nvml.nvmlDeviceGetHandleByIndex(0)
-        info["fastnas_bench"].update(
-            gpu_name=nvml.nvmlDeviceGetName(handle),
-            gpu_uuid=nvml.nvmlDeviceGetUUID(handle),
-            driver=nvml.nvmlSystemGetDriverVersion(),
-            cudnn=torch.backends.cudnn.version(),
-        )
-    return info
+    if device == "cuda":
+        info.update(gpu_name=torch.cuda.get_device_name(0), cudnn=torch.backends.cudnn.version())
+        with _nvml_device() as nvml:
+            if nvml is not None:
+                lib, handle = nvml
+                info.update(gpu_uuid=_field(lambda: lib.nvmlDeviceGetUUID(handle)),
+                            driver=_field(lib.nvmlSystemGetDriverVersion))
+    return {"fastnas_bench": info}
 
 
 def gpu_state() -> dict[str, Any] | None:
-    """Clocks, temperature, power and throttle reasons of GPU 0 now; ``None`` without NVML."""
-    nvml = _nvml()
-    if nvml is None:
-        return None
-    handle = nvml.nvmlDeviceGetHandleByIndex(0)
-    return {
-        "sm_clock_mhz": nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM),
-        "mem_clock_mhz": nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM),
-        "temperature_c": nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU),
-        "power_w": nvml.nvmlDeviceGetPowerUsage(handle) / 1000,
-        "throttle_reasons": int(nvml.nvmlDeviceGetCurrentClocksEventReasons(handle)),
-    }
+    """Clocks, temperature, power and throttle reasons of this process's GPU now; ``None`` without
+    NVML. Fields the GPU does not report are ``None``."""
+    with _nvml_device() as nvml:
+        if nvml is None:
+            return None
+        lib, h = nvml
+        power_mw = _field(lambda: lib.nvmlDeviceGetPowerUsage(h))
+        return {
+            "sm_clock_mhz": _field(lambda: lib.nvmlDeviceGetClockInfo(h, lib.NVML_CLOCK_SM)),
+            "mem_clock_mhz": _field(lambda: lib.nvmlDeviceGetClockInfo(h, lib.NVML_CLOCK_MEM)),
+            "temperature_c": _field(lambda: lib.nvmlDeviceGetTemperature(h, lib.NVML_TEMPERATURE_GPU)),
+            "power_w": power_mw / 1000 if power_mw is not None else None,
+            "throttle_reasons": _field(lambda: int(lib.nvmlDeviceGetCurrentClocksEventReasons(h))),
+        }
 
 
 def cpu_model() -> str:
@@ -91,11 +118,15 @@ def machine_class(device: str) -> str:
     from fastnas_bench.settings import cpu_threads
 
     versions = {p: package_version(p) for p in _VERSIONED}
-    nvml = _nvml() if device == "cuda" else None
-    if nvml is not None:
-        handle = nvml.nvmlDeviceGetHandleByIndex(0)
-        driver_major = str(nvml.nvmlSystemGetDriverVersion()).split(".")[0]
-        parts = [str(nvml.nvmlDeviceGetName(handle)), f"drv{driver_major}",
+    if device == "cuda":
+        # Never a CPU class for a CUDA run: torch names the GPU even where NVML cannot.
+        import torch
+
+        driver = "unknown"
+        with _nvml_device() as nvml:
+            if nvml is not None:
+                driver = str(_field(nvml[0].nvmlSystemGetDriverVersion) or "unknown")
+        parts = [torch.cuda.get_device_name(0), f"drv{driver.split('.')[0]}",
                  f"trt{versions['tensorrt']}", f"ort{versions['onnxruntime-gpu']}"]
     else:
         parts = [cpu_model(), f"{cpu_threads()}cores", f"ort{versions['onnxruntime']}"]

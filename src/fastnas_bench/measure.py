@@ -18,6 +18,7 @@ from fastnas_bench.backends.base import BackendRequest
 from fastnas_bench.build import Variant
 from fastnas_bench.cache import ArtifactCache
 from fastnas_bench.inject import INJECT_SLOWDOWN_ENV, injected_slowdown
+from fastnas_bench.machine import gpu_state
 from fastnas_bench.settings import BackendTarget, BenchSettings
 from fastnas_bench.timing import LatencySummary, summarize_seconds
 from fastnas_bench.verdicts import PairedSpeedup, paired_speedup
@@ -37,6 +38,10 @@ class LatencyRecord:
     agreement: Agreement
     backend_info: dict[str, Any] = field(default_factory=dict)
     calibration_ms: float | None = None
+    #: CUDA-event GPU time of each timed call (PyTorch backends on CUDA), beside the wall time.
+    gpu_samples_ms: tuple[float, ...] | None = None
+    #: NVML clocks, temperature, power, throttle reasons right before and after timing (CUDA).
+    gpu_state: dict[str, Any] | None = None
 
 
 class Calibration:
@@ -151,7 +156,7 @@ class Measurer:
 
     def _prepare(
         self, target: BackendTarget, variant_name: str, batch: int
-    ) -> tuple[Callable[[], None], Agreement, dict[str, Any]]:
+    ) -> tuple[Callable[[], None], Agreement, Backend]:
         """Load, output-check and return a timed callable for one combination.
 
         Raises:
@@ -179,7 +184,7 @@ class Measurer:
             log.warning("slowing every %s %s call by %.0f%% (%s)", target.backend, variant_name, fraction * 100,
                         INJECT_SLOWDOWN_ENV)
             run = _slowed(run, fraction)
-        return run, agreement, backend.describe()
+        return run, agreement, backend
 
     def check(self, target: BackendTarget, variant_name: str, batch: int) -> Agreement:
         """Load and output-check one combination and run it once, untimed (timing disabled).
@@ -202,17 +207,23 @@ class Measurer:
         if benchmark is None and key in self.records:
             return self.records[key]
         profile = self.settings.profile
-        run, agreement, info = self._prepare(target, variant_name, batch)
+        run, agreement, backend = self._prepare(target, variant_name, batch)
         calib_before = self.calibration_ms()
+        # Right before timing: after loading, compiling and the output check.
+        state_before = gpu_state() if self.settings.device == "cuda" else None
         if benchmark is not None:
             benchmark.pedantic(run, rounds=profile.rounds, warmup_rounds=profile.warmup_rounds, iterations=1)
             samples = list(benchmark.stats.stats.data)
         else:
             samples = time_rounds(run, profile.warmup_rounds, profile.rounds)
+        state_after = gpu_state() if self.settings.device == "cuda" else None
         calib_ms = (calib_before + self.calibration_ms()) / 2
+        gpu_ms = getattr(backend, "gpu_times_ms", None)
         record = LatencyRecord(
             target=target, variant=variant_name, batch=batch, samples_s=tuple(samples),
-            summary=summarize_seconds(samples), agreement=agreement, backend_info=info, calibration_ms=calib_ms,
+            summary=summarize_seconds(samples), agreement=agreement, backend_info=backend.describe(),
+            calibration_ms=calib_ms, gpu_samples_ms=tuple(gpu_ms[-len(samples):]) if gpu_ms else None,
+            gpu_state={"before": state_before, "after": state_after} if state_before or state_after else None,
         )
         self.records[key] = record
         return record

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import pytest
 
+from fastnas_bench.data import GENERATED_PREFIX
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.settings import (
     BenchSettings,
@@ -34,7 +35,6 @@ from fastnas_bench.spec import PROFILES, parse_flops_target, parse_model
 SETTINGS_KEY = pytest.StashKey[BenchSettings]()
 BASELINES_KEY = pytest.StashKey["BaselineSession"]()
 UPDATE_NOTE_KEY = pytest.StashKey[str]()
-DEFAULT_BENCHMARK_STORAGE = "file://./.benchmarks"
 
 MARKERS = {
     "gpu": "needs a CUDA GPU (selected by --gpu)",
@@ -62,7 +62,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--channel-divisors", type=_arg_type(parse_divisors), default=None,
         help="FastNAS channel granularities to compare at equal FLOPs, e.g. 8,16,32,64")
     add("--min-speedup", type=_arg_type(parse_positive_float), default=None,
-        help="required baseline/pruned median latency ratio (overrides per-backend profile defaults)")
+        help="required baseline/pruned speedup (overrides the profile's)")
     add("--max-map-drop", type=_arg_type(parse_fraction), default=None, help="allowed mAP50-95 drop (absolute)")
     add("--max-recall-drop", type=_arg_type(parse_fraction), default=None, help="allowed recall drop (absolute)")
     add("--batch-sizes", type=_arg_type(parse_batch_sizes), default=None, help="comma-separated batch sizes, e.g. 1,8")
@@ -95,11 +95,13 @@ def pytest_configure(config: pytest.Config) -> None:
     except BadInputError as e:
         raise pytest.UsageError(str(e)) from None
     # Ultralytics reads these once, at its first import: set them before anything imports it.
-    # Offline unless the profile fetches its weights and data through Ultralytics (--gpu, online).
+    # Offline unless the profile names weights or data that Ultralytics fetches (the paper profile).
     if "ultralytics" in sys.modules:
         warnings.warn("ultralytics was imported before fastnas-bench configured it; YOLO_OFFLINE/YOLO_AUTOINSTALL "
                       "may not apply", stacklevel=1)
-    os.environ.setdefault("YOLO_OFFLINE", "true" if settings.device == "cpu" else "false")
+    spec = settings.profile.pruned
+    offline = spec.weights is None and spec.data == GENERATED_PREFIX
+    os.environ.setdefault("YOLO_OFFLINE", "true" if offline else "false")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     if settings.device == "cuda":
         import torch
@@ -127,9 +129,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if injected and config.getoption("update_baselines"):
         raise pytest.UsageError(f"--update-baselines with {INJECT_SLOWDOWN_ENV} set: a deliberately slowed run "
                                 "must never become a baseline")
-    # pytest-benchmark keys its storage by OS/Python only; keep runs of different hardware apart.
-    if getattr(config.option, "benchmark_storage", None) == DEFAULT_BENCHMARK_STORAGE:
-        config.option.benchmark_storage = f"{DEFAULT_BENCHMARK_STORAGE}/{key}"
+    # pytest-benchmark keys its storage by OS/Python only; keep runs of different hardware apart
+    # (runs then sit at <storage>/<machine class>/<pytest-benchmark machine id>/NNNN_*.json).
+    storage = getattr(config.option, "benchmark_storage", None)
+    if isinstance(storage, str) and storage.startswith("file://"):
+        config.option.benchmark_storage = f"{storage.rstrip('/')}/{key}"
 
 
 @pytest.hookimpl(trylast=True)  # after the terminal reporter and capture manager exist

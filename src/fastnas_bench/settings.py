@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from fastnas_bench.backends import BACKEND_NAMES
+from fastnas_bench.backends.base import DEFAULT_BACKENDS
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.spec import METHODS, PROFILES, Profile, VariantSpec, parse_flops_target
 
@@ -211,7 +212,7 @@ def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
     if opts.get("batch_sizes"):
         bench_overrides["batch_sizes"] = opts["batch_sizes"]
     if opts.get("min_speedup") is not None:
-        bench_overrides["min_speedup"] = {name: opts["min_speedup"] for name in BACKEND_NAMES}
+        bench_overrides["min_speedup"] = opts["min_speedup"]
     if opts.get("max_map_drop") is not None:
         bench_overrides["max_map_drop"] = opts["max_map_drop"]
     if opts.get("max_recall_drop") is not None:
@@ -221,7 +222,7 @@ def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
     device = "cuda" if gpu else "cpu"
     # Every backend is parametrized by default, so one that cannot run here shows as a skip with
     # its reason rather than vanishing from the report.
-    backends = opts.get("backends") or BACKEND_NAMES
+    backends = opts.get("backends") or DEFAULT_BACKENDS[device]
     if not gpu and backends == ("tensorrt",):
         raise BadInputError("--backends tensorrt needs --gpu (TensorRT runs on CUDA only)")
     return BenchSettings(

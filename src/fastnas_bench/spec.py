@@ -169,7 +169,7 @@ class Profile:
         device: ``cpu`` or ``cuda``.
         bench_imgsz: Image size of the latency benchmarks in pixels.
         batch_sizes: Batch sizes of the latency benchmarks.
-        min_speedup: Lower bound on baseline/pruned median latency, per backend.
+        min_speedup: Lower bound on the baseline/pruned speedup, on every backend.
         max_map_drop: Upper bound on the mAP50-95 drop (absolute, baseline - pruned).
         max_recall_drop: Upper bound on the recall drop (absolute).
         max_ap_small_rel_drop: Upper bound on the drop of AP for small objects (COCO areas) as a
@@ -184,7 +184,7 @@ class Profile:
     device: Literal["cpu", "cuda"]
     bench_imgsz: int
     batch_sizes: tuple[int, ...]
-    min_speedup: dict[str, float]
+    min_speedup: float
     max_map_drop: float
     max_recall_drop: float
     max_ap_small_rel_drop: float = 0.30
@@ -214,7 +214,7 @@ PROFILES: dict[str, Profile] = {
             device="cpu",
             bench_imgsz=640,
             batch_sizes=(1,),
-            min_speedup={"pytorch": 1.1, "onnxruntime": 1.1, "tensorrt": 1.1},
+            min_speedup=1.1,
             # Mean + 3 sd of the fastnas66 drops measured here: two builds and two disjoint
             # 32-image splits gave mAP50-95 drops 0.019-0.055 (mean 0.035, sd 0.018) and recall
             # drops -0.030-0.063 (mean 0.012, sd 0.047). l2struct66 (0.094) and fastnas50 (0.096)
@@ -232,7 +232,7 @@ PROFILES: dict[str, Profile] = {
             device="cpu",
             bench_imgsz=640,
             batch_sizes=(1,),
-            min_speedup={"pytorch": 1.1, "onnxruntime": 1.1, "tensorrt": 1.1},
+            min_speedup=1.1,
             max_map_drop=0.15,
             max_recall_drop=0.15,
         ),
@@ -246,7 +246,7 @@ PROFILES: dict[str, Profile] = {
             device="cuda",
             bench_imgsz=640,
             batch_sizes=(1, 8),
-            min_speedup={"pytorch": 1.1, "onnxruntime": 1.1, "tensorrt": 1.1},
+            min_speedup=1.1,
             # The reference experiment lost 5.4 pp mAP50-95 and 3.3 pp recall; the suite must do at
             # least as well, with 2 pp for what one run on a 96-image held-out split cannot pin down
             # (the reference reported on COCO128's training images, one run, one seed).
@@ -255,6 +255,28 @@ PROFILES: dict[str, Profile] = {
             warmup_rounds=20,
             rounds=200,
             speedup_rounds=200,
+        ),
+        Profile(
+            name="gpu-offline",
+            description="air-gapped GPU: the yolov8m architecture trained from YAML on generated data at 320 px, "
+                        "FastNAS at divisor 64, benchmarked at 640 px (CUDA, about 5 min on an H100)",
+            # Cut for a window of minutes: no yolov8m.pt or COCO128 (nothing to download), a
+            # 320-px source trained 60 epochs instead of pretrained weights, 15 fine-tune epochs
+            # for baseline and pruned alike instead of 50, and divisor 64, which gives FastNAS
+            # fewer width choices and so fewer score calls (README, "GPU offline profile").
+            pruned=VariantSpec(
+                model="yolov8m", imgsz=320, epochs=60, batch=32, method="fastnas", flops_target=0.66,
+                finetune_epochs=15, channel_divisor=64,
+            ),
+            device="cuda",
+            bench_imgsz=640,
+            batch_sizes=(1, 8),
+            min_speedup=1.1,
+            max_map_drop=0.09,  # the CPU profile's bound: the same generated data and split sizes
+            max_recall_drop=0.15,
+            warmup_rounds=20,
+            rounds=100,
+            speedup_rounds=100,
         ),
     )
 }

@@ -22,8 +22,15 @@ from fastnas_bench.cache import ArtifactCache
 Precision = Literal["fp32", "fp16"]
 Device = Literal["cpu", "cuda"]
 
-#: Every backend module, in the order tests are parametrized. Adding a backend = one module + name.
-BACKEND_NAMES: tuple[str, ...] = ("pytorch", "onnxruntime", "tensorrt")
+#: Every backend (module ``fastnas_bench.backends.<name with _ for ->``), in the order tests are
+#: parametrized. Adding a backend = one module + its name here.
+BACKEND_NAMES: tuple[str, ...] = ("pytorch", "onnxruntime", "tensorrt", "torch-compile")
+#: Backends a run uses when --backends is not given. torch.compile spends minutes compiling on a
+#: 2-core CPU, so CPU runs ask for it by name; on CUDA it is the eager-vs-compiled comparison.
+DEFAULT_BACKENDS: dict[str, tuple[str, ...]] = {
+    "cpu": ("pytorch", "onnxruntime", "tensorrt"),
+    "cuda": ("pytorch", "torch-compile", "onnxruntime", "tensorrt"),
+}
 
 _REGISTRY: dict[str, type[Backend]] = {}
 
@@ -77,7 +84,7 @@ def get_backend_class(name: str) -> type[Backend]:
     if name not in BACKEND_NAMES:
         raise KeyError(f"unknown backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}")
     if name not in _REGISTRY:
-        importlib.import_module(f"fastnas_bench.backends.{name}")
+        importlib.import_module(f"fastnas_bench.backends.{name.replace('-', '_')}")
     return _REGISTRY[name]
 
 
