@@ -23,7 +23,7 @@ from fastnas_bench import progress
 from fastnas_bench.cache import ArtifactCache
 from fastnas_bench.data import GENERATED_PREFIX, GeneratedDataConfig, generate_dataset, validate_data_yaml
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.methods import PruneContext, get_method
+from fastnas_bench.methods import PruneContext, get_method, get_method_class
 from fastnas_bench.models import describe_structure, load_model
 from fastnas_bench.spec import VariantSpec, package_version
 from fastnas_bench.splits import DataSplits, carve_search_split
@@ -31,8 +31,6 @@ from fastnas_bench.splits import DataSplits, carve_search_split
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
-#: Methods compared with FastNAS at the FLOPs ratio FastNAS reached.
-RIVAL_METHODS = ("l2struct", "unstructured")
 
 
 @dataclass(frozen=True)
@@ -261,7 +259,7 @@ def build_variant(
     source = None if is_source else build_variant(spec.source(), cache, device)
     # Rivals are compared with FastNAS at equal FLOPs: they aim at the ratio FastNAS reached.
     match = None
-    if spec.method in RIVAL_METHODS:
+    if spec.method != "baseline" and get_method_class(spec.method).matches_fastnas_flops:
         match = build_variant(replace(spec, method="fastnas"), cache, device).meta["flops_ratio"]
 
     def builder(tmp: Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import pytest
 
+from fastnas_bench.backends import BACKEND_NAMES, get_backend_class
 from fastnas_bench.data import GENERATED_PREFIX
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.settings import (
@@ -51,7 +52,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--fastnas-profile", dest="fastnas_profile", type=_arg_type(parse_profile), default=None,
         # argparse %-formats help strings; the descriptions contain percentages.
         help="benchmark profile: " + "; ".join(f"{p.name} ({p.description})" for p in PROFILES.values()).replace("%", "%%"))
-    add("--backends", type=_arg_type(parse_backends), default=None, help="comma-separated: pytorch,onnxruntime,tensorrt")
+    add("--backends", type=_arg_type(parse_backends), default=None,
+        help=f"comma-separated, of: {','.join(BACKEND_NAMES)} (default: those the device runs by default)")
     add("--methods", type=_arg_type(parse_methods), default=None,
         help="pruning methods to compare at the same FLOPs: fastnas (default), l2struct, unstructured")
     add("--flops-target", type=_arg_type(parse_flops_target), default=None,
@@ -167,13 +169,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     settings = settings_of(metafunc.config)
     gpu_marks = [pytest.mark.gpu] if settings.device == "cuda" else []
     if "target" in metafunc.fixturenames:
-        metafunc.parametrize(
-            "target",
-            [
-                pytest.param(t, id=t.id, marks=gpu_marks + ([pytest.mark.tensorrt] if t.backend == "tensorrt" else []))
-                for t in settings.targets
-            ],
-        )
+        metafunc.parametrize("target", [
+            pytest.param(t, id=t.id, marks=gpu_marks + [getattr(pytest.mark, m) for m in get_backend_class(t.backend).marks])
+            for t in settings.targets
+        ])
     if "variant_name" in metafunc.fixturenames:
         metafunc.parametrize("variant_name", list(settings.variants))
     for fixture, names in (

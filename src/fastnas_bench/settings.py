@@ -7,13 +7,10 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fastnas_bench.backends import BACKEND_NAMES
-from fastnas_bench.backends.base import DEFAULT_BACKENDS
+from fastnas_bench.backends import BACKEND_NAMES, default_backends, get_backend_class
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.spec import METHODS, PROFILES, Profile, VariantSpec, parse_flops_target
-
-PRUNING_METHODS = tuple(m for m in METHODS if m != "baseline")
-STRUCTURED_METHODS = ("fastnas", "l2struct")
+from fastnas_bench.methods.base import METHOD_NAMES, get_method_class
+from fastnas_bench.spec import PROFILES, Profile, VariantSpec, parse_flops_target
 
 
 def _arg_type(parse):  # type: ignore[no-untyped-def]
@@ -49,7 +46,7 @@ def parse_backends(text: str) -> tuple[str, ...]:
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
-    return _parse_names(text, PRUNING_METHODS, "pruning method")
+    return _parse_names(text, METHOD_NAMES, "pruning method")
 
 
 def parse_flops_targets(text: str) -> tuple[float, ...]:
@@ -164,19 +161,14 @@ class BenchSettings:
     @property
     def structured_names(self) -> tuple[str, ...]:
         """Pruned variants that change shapes, so a dense backend should run them faster."""
-        return tuple(n for n, spec in self.variants.items() if spec.method in STRUCTURED_METHODS)
+        return tuple(n for n, spec in self.variants.items()
+                     if spec.method != "baseline" and get_method_class(spec.method).structured)
 
     @property
     def targets(self) -> tuple[BackendTarget, ...]:
-        """(backend, precision) pairs to benchmark: fp32 everywhere, plus fp16 on CUDA."""
-        precisions = ("fp32", "fp16") if self.device == "cuda" else ("fp32",)
-        return tuple(
-            BackendTarget(name, precision)
-            for name in self.backends
-            for precision in precisions
-            # ORT runs the FP32 export; an FP16 ORT session would need a second export.
-            if not (name == "onnxruntime" and precision == "fp16")
-        )
+        """(backend, precision) pairs to benchmark: each backend at the precisions it declares here."""
+        return tuple(BackendTarget(name, precision) for name in self.backends
+                     for precision in get_backend_class(name).precisions[self.device])
 
 
 def cpu_threads() -> int:
@@ -222,7 +214,7 @@ def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
     device = "cuda" if gpu else "cpu"
     # Every backend is parametrized by default, so one that cannot run here shows as a skip with
     # its reason rather than vanishing from the report.
-    backends = opts.get("backends") or DEFAULT_BACKENDS[device]
+    backends = opts.get("backends") or default_backends(device)
     if not gpu and backends == ("tensorrt",):
         raise BadInputError("--backends tensorrt needs --gpu (TensorRT runs on CUDA only)")
     return BenchSettings(

@@ -18,15 +18,14 @@ from typing import Literal
 
 from fastnas_bench.data import GENERATED_PREFIX
 from fastnas_bench.errors import BadInputError
+from fastnas_bench.methods.base import METHOD_NAMES, get_method_class
 
-MethodName = Literal["baseline", "fastnas", "l2struct", "unstructured"]
-METHODS: tuple[str, ...] = ("baseline", "fastnas", "l2struct", "unstructured")
+#: ``baseline`` (no pruning) and every pruning method.
+METHODS: tuple[str, ...] = ("baseline", *METHOD_NAMES)
 SCALES: tuple[str, ...] = ("n", "s", "m", "l", "x")
 
 #: Bumped whenever the pipeline changes what an entry holds; part of every cache key.
 PIPELINE_VERSION = 3
-#: Bumped when a method's algorithm changes; part of the keys of that method's variants only.
-METHOD_VERSIONS: dict[str, int] = {"baseline": 1, "fastnas": 4, "l2struct": 2, "unstructured": 2}
 # Packages whose version changes what a build produces; part of every cache key.
 _KEY_PACKAGES: tuple[str, ...] = ("torch", "ultralytics", "nvidia-modelopt")
 
@@ -96,7 +95,7 @@ class VariantSpec:
     epochs: int = 60
     batch: int = 16
     seed: int = 0
-    method: MethodName = "baseline"
+    method: str = "baseline"
     flops_target: float | None = None
     finetune_epochs: int = 0
     channel_divisor: int = 32
@@ -129,6 +128,11 @@ class VariantSpec:
             return self.method
         return f"{self.method}{round(self.flops_target * 100)}"
 
+    @property
+    def method_version(self) -> int:
+        """The method's :attr:`~fastnas_bench.methods.PruneMethod.version` (1 for the baseline)."""
+        return 1 if self.method == "baseline" else get_method_class(self.method).version
+
     def source(self) -> VariantSpec:
         """The trained (or pretrained) unpruned model that pruning starts from."""
         # Pruning-only fields are reset so every variant of one source shares its entry.
@@ -153,7 +157,7 @@ class VariantSpec:
             {"spec": self.to_dict(), "pipeline": PIPELINE_VERSION,
              "versions": {p: package_version(p) for p in _KEY_PACKAGES},
              # A method's first version adds nothing, so introducing a method keeps other keys stable.
-             **({"method_version": METHOD_VERSIONS[self.method]} if METHOD_VERSIONS[self.method] > 1 else {})},
+             **({"method_version": version} if (version := self.method_version) > 1 else {})},
             sort_keys=True,
         )
         return f"{self.model}-{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"

@@ -7,8 +7,10 @@ from fastnas_bench.backends.base import (
     Backend,
     BackendUnavailable,
     OutputMismatch,
+    default_backends,
     get_backend_class,
     register,
 )
 
-__all__ = ["BACKEND_NAMES", "Backend", "BackendUnavailable", "OutputMismatch", "get_backend_class", "register"]
+__all__ = ["BACKEND_NAMES", "Backend", "BackendUnavailable", "OutputMismatch", "default_backends", "get_backend_class",
+           "register"]

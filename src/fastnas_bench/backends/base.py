@@ -8,6 +8,7 @@ and (for asynchronous devices) ``_synchronize``.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,15 +23,19 @@ from fastnas_bench.cache import ArtifactCache
 Precision = Literal["fp32", "fp16"]
 Device = Literal["cpu", "cuda"]
 
-#: Every backend (module ``fastnas_bench.backends.<name with _ for ->``), in the order tests are
-#: parametrized. Adding a backend = one module + its name here.
-BACKEND_NAMES: tuple[str, ...] = ("pytorch", "onnxruntime", "tensorrt", "torch-compile")
-#: Backends a run uses when --backends is not given. torch.compile spends minutes compiling on a
-#: 2-core CPU, so CPU runs ask for it by name; on CUDA it is the eager-vs-compiled comparison.
-DEFAULT_BACKENDS: dict[str, tuple[str, ...]] = {
-    "cpu": ("pytorch", "onnxruntime", "tensorrt"),
-    "cuda": ("pytorch", "torch-compile", "onnxruntime", "tensorrt"),
-}
+
+def _discover() -> tuple[str, ...]:
+    """Every backend: one module each in this package (``torch_compile.py`` is ``torch-compile``).
+
+    Found from the module files, without importing them, so option parsing stays light.
+    """
+    package = Path(__file__).parent
+    return tuple(sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules([str(package)])
+                        if m.name != "base" and not m.name.startswith("_")))
+
+
+#: Every backend, in the order tests are parametrized. Adding a backend = adding its module.
+BACKEND_NAMES: tuple[str, ...] = _discover()
 
 _REGISTRY: dict[str, type[Backend]] = {}
 
@@ -79,6 +84,11 @@ def register(name: str) -> Callable[[type[Backend]], type[Backend]]:
     return wrap
 
 
+def default_backends(device: str) -> tuple[str, ...]:
+    """Backends a run on ``device`` uses when --backends is not given."""
+    return tuple(n for n in BACKEND_NAMES if device in get_backend_class(n).default_devices)
+
+
 def get_backend_class(name: str) -> type[Backend]:
     """The registered backend ``name``; imports its module on first use (heavy deps stay lazy)."""
     if name not in BACKEND_NAMES:
@@ -96,6 +106,13 @@ class Backend(ABC):
     needs_onnx: ClassVar[bool] = False
     #: Devices this backend can run on.
     devices: ClassVar[tuple[Device, ...]] = ("cpu", "cuda")
+    #: Precisions it is benchmarked at, per device.
+    precisions: ClassVar[dict[str, tuple[Precision, ...]]] = {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}
+    #: Devices on which a run includes it without --backends (one it cannot run on shows as a
+    #: skip with the reason, so it does not vanish from the report).
+    default_devices: ClassVar[tuple[Device, ...]] = ("cpu", "cuda")
+    #: pytest markers its tests carry (declared in pyproject).
+    marks: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, request: BackendRequest) -> None:
         if request.device not in self.devices:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from fastnas_bench.backends.base import Backend, BackendUnavailable, Device, register
+from fastnas_bench.backends.base import Backend, BackendUnavailable, Device, Precision, register
 
 _PROVIDERS: dict[str, str] = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 #: ORT's allow_spinning session setting for benchmark sessions ("0": idle workers sleep).
@@ -32,6 +32,8 @@ class OnnxRuntimeBackend(Backend):
     """An ORT InferenceSession on the variant's ONNX export."""
 
     needs_onnx = True
+    # The export is fp32; an fp16 session would need an fp16 export of its own.
+    precisions: ClassVar[dict[str, tuple[Precision, ...]]] = {"cpu": ("fp32",), "cuda": ("fp32",)}
 
     @classmethod
     def probe(cls, device: Device) -> str | None:

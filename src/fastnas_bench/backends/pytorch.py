@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from fastnas_bench.backends.base import Backend, BackendUnavailable, Device, register
-from fastnas_bench.models import load_model
+
+# torch loads when a backend is used, not when the registry is read (option parsing, --help).
+if TYPE_CHECKING:
+    import torch
 
 
 def reference_output(weights: Any, images: np.ndarray) -> np.ndarray:
     """The fp32 CPU output of the unfused checkpoint: the reference every backend must match."""
+    import torch
+
+    from fastnas_bench.models import load_model
+
     model = load_model(weights)
     with torch.inference_mode():
         out = model(torch.from_numpy(images))
@@ -31,11 +37,17 @@ class PyTorchBackend(Backend):
 
     @classmethod
     def probe(cls, device: Device) -> str | None:
+        import torch
+
         if device == "cuda" and not torch.cuda.is_available():
             return "PyTorch sees no CUDA device (torch.cuda.is_available() is False)"
         return None
 
     def _load(self) -> None:
+        import torch
+
+        from fastnas_bench.models import load_model
+
         reason = self.probe(self.request.device)
         if reason:
             raise BackendUnavailable(reason)
@@ -63,6 +75,8 @@ class PyTorchBackend(Backend):
         The events bracket the launches on the current stream and the end event is recorded
         before the host waits, so the figure is the GPU's span for the call, launch gaps included.
         """
+        import torch
+
         if self.device.type != "cuda":
             return super().runner(images)
         self._set_input(images)
@@ -79,13 +93,19 @@ class PyTorchBackend(Backend):
         return timed_call
 
     def _set_input(self, images: np.ndarray) -> None:
+        import torch
+
         self._input = torch.from_numpy(images).to(self.device, self.dtype)
 
     def _run(self) -> None:
+        import torch
+
         with torch.inference_mode():
             self._last = _primary(self.model(self._input))
 
     def _synchronize(self) -> None:
+        import torch
+
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
@@ -94,6 +114,8 @@ class PyTorchBackend(Backend):
         return self._last.float().cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
+        import torch
+
         info = super().describe()
         info["torch"] = torch.__version__
         if self.device.type == "cpu":

@@ -111,6 +111,7 @@ class TensorRTBackend(Backend):
 
     needs_onnx = True
     devices = ("cuda",)
+    marks = ("tensorrt",)
 
     @classmethod
     def probe(cls, device: Device) -> str | None:

@@ -22,6 +22,9 @@ MODES: dict[str, str] = {"cuda": "reduce-overhead", "cpu": "default"}
 class TorchCompileBackend(PyTorchBackend):
     """The eager backend's fused model, compiled once per (variant, precision, batch)."""
 
+    # Compiling takes minutes on a 2-core CPU: CPU runs ask for it by name (--backends).
+    default_devices = ("cuda",)
+
     @classmethod
     def probe(cls, device: Device) -> str | None:
         reason = super().probe(device)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from fastnas_bench.methods.base import PruneContext, PruneMethod, get_method, register
+from fastnas_bench.methods.base import METHOD_NAMES, PruneContext, PruneMethod, get_method, get_method_class, register
 
-__all__ = ["PruneContext", "PruneMethod", "get_method", "register"]
+__all__ = ["METHOD_NAMES", "PruneContext", "PruneMethod", "get_method", "get_method_class", "register"]

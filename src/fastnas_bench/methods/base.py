@@ -8,18 +8,33 @@ job, so a method is only the structural change itself.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from torch import nn
-from ultralytics.nn.tasks import DetectionModel
+# Light at import: the spec validates method names from here, and option parsing reads them.
+if TYPE_CHECKING:
+    from torch import nn
+    from ultralytics.nn.tasks import DetectionModel
 
-from fastnas_bench.spec import VariantSpec
+    from fastnas_bench.spec import VariantSpec
 
 _REGISTRY: dict[str, type[PruneMethod]] = {}
 _M = TypeVar("_M", bound="type[PruneMethod]")
+# Modules of this package that hold no method.
+_HELPERS = frozenset({"base", "search_space"})
+
+
+def _discover() -> tuple[str, ...]:
+    """Every pruning method: one module each in this package, found without importing them."""
+    return tuple(sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+                        if m.name not in _HELPERS and not m.name.startswith("_")))
+
+
+#: Every pruning method. Adding a method = adding its module.
+METHOD_NAMES: tuple[str, ...] = _discover()
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,12 @@ class PruneMethod(ABC):
     """
 
     name: str
+    #: Bumped when the algorithm changes what it builds; part of its variants' cache keys.
+    version: ClassVar[int] = 1
+    #: Whether it changes shapes, so a dense backend should run the result faster.
+    structured: ClassVar[bool] = True
+    #: A rival aims at the FLOPs ratio FastNAS reached at the same target (equal-FLOPs comparison).
+    matches_fastnas_flops: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.notes: dict[str, object] = {}
@@ -84,8 +105,19 @@ def register(name: str):  # type: ignore[no-untyped-def]
     return wrap
 
 
-def get_method(name: str) -> PruneMethod:
-    """Instantiate the registered method ``name`` (its module is imported on first use)."""
+def get_method_class(name: str) -> type[PruneMethod]:
+    """The registered method ``name`` (its module is imported on first use).
+
+    Raises:
+        KeyError: for a name that is not a method.
+    """
+    if name not in METHOD_NAMES:
+        raise KeyError(f"unknown pruning method {name!r}; expected one of {', '.join(METHOD_NAMES)}")
     if name not in _REGISTRY:
         importlib.import_module(f"fastnas_bench.methods.{name}")
-    return _REGISTRY[name]()
+    return _REGISTRY[name]
+
+
+def get_method(name: str) -> PruneMethod:
+    """A fresh instance of the registered method ``name``."""
+    return get_method_class(name)()

@@ -117,7 +117,9 @@ class _MapScore:
 
 @register("fastnas")
 class FastNAS(PruneMethod):
-    """modelopt FastNAS under a FLOPs constraint, scored by validation mAP50-95."""
+    """modelopt FastNAS under a FLOPs constraint, scored by mAP50-95 on the search split."""
+
+    version = 4
 
     def prune(self, model: DetectionModel, ctx: PruneContext) -> DetectionModel:
         spec = ctx.spec

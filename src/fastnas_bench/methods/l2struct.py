@@ -39,6 +39,9 @@ def uniform_widths(hparams: dict, keep: float) -> dict:
 class UniformNormPruning(PruneMethod):
     """Uniform-ratio structured pruning keeping the highest-norm channels."""
 
+    version = 2
+    matches_fastnas_flops = True
+
     def prune(self, model: DetectionModel, ctx: PruneContext) -> DetectionModel:
         import modelopt.torch.nas as mtn
         import modelopt.torch.prune as mtp

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 class GlobalMagnitudePruning(PruneMethod):
     """Global L1 unstructured pruning of all Conv2d weights."""
 
+    version = 2
+    structured = False  # zeroes weights; every shape stays
+    matches_fastnas_flops = True
+
     def __init__(self) -> None:
         super().__init__()
         self.masks: dict[str, torch.Tensor] = {}
