@@ -82,8 +82,8 @@ def test_ids_are_stable_and_readable(pytester: pytest.Pytester) -> None:
     assert result.ret == 0
     result.stdout.fnmatch_lines([
         "*test_accuracy.py::test_flops_ratio[[]fastnas66]",
-        "*test_latency.py::test_latency[[]pytorch-baseline-bs1]",
         "*test_latency.py::test_latency[[]onnxruntime-fastnas66-bs1]",
+        "*test_latency.py::test_latency[[]pytorch-baseline-bs1]",
         "*test_latency.py::test_latency[[]tensorrt-fastnas66-bs1]",
         "*test_regression.py::test_latency_regression[[]onnxruntime-fastnas66-bs1]",
         "*test_speedup.py::test_speedup[[]onnxruntime-fastnas66-bs1]",

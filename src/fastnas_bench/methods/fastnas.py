@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,8 @@ class _UnfusedView(nn.Module):
         return self.inner(x)
 
 
-def _calibration_batches(ctx: PruneContext) -> list[torch.Tensor]:
-    """``CALIB_BATCHES`` letterboxed training batches (cycled if the split is small)."""
+def _calibration_batches(ctx: PruneContext, count: int) -> list[torch.Tensor]:
+    """``count`` letterboxed training batches (cycled if the split is small)."""
     from ultralytics.cfg import get_cfg
     from ultralytics.data import build_dataloader, build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset
@@ -76,10 +77,10 @@ def _calibration_batches(ctx: PruneContext) -> list[torch.Tensor]:
     dataset = build_yolo_dataset(cfg, data["train"], CALIB_BATCH_SIZE, data, mode="val")  # type: ignore[arg-type]
     loader = build_dataloader(dataset, CALIB_BATCH_SIZE, workers=0, shuffle=False)
     batches: list[torch.Tensor] = []
-    while len(batches) < CALIB_BATCHES:
+    while len(batches) < count:
         for batch in loader:
             batches.append(batch["img"].float().div_(255).to(ctx.device))
-            if len(batches) == CALIB_BATCHES:
+            if len(batches) == count:
                 break
     return batches
 
@@ -90,8 +91,6 @@ class _MapScore:
     def __init__(self, ctx: PruneContext) -> None:
         from ultralytics.models.yolo.detect import DetectionValidator
 
-        self.calls = 0
-        self.unpruned: float | None = None
         self.validator = DetectionValidator(
             save_dir=ctx.work_dir / "search-val",
             args={
@@ -106,13 +105,25 @@ class _MapScore:
         )
 
     def __call__(self, model: nn.Module) -> float:
+        stats = self.validator(model=_UnfusedView(model))  # type: ignore[arg-type]
+        return float(stats["metrics/mAP50-95(B)"])
+
+
+class _CountedScore:
+    """Counts and reports score calls, and keeps the unpruned network's score (modelopt's first call)."""
+
+    def __init__(self, score: Callable[[nn.Module], float]) -> None:
+        self.score = score
+        self.calls = 0
+        self.unpruned: float | None = None
+
+    def __call__(self, model: nn.Module) -> float:
         self.calls += 1
         progress.step("FastNAS: score call", self.calls)
-        stats = self.validator(model=_UnfusedView(model))  # type: ignore[arg-type]
-        score = float(stats["metrics/mAP50-95(B)"])
+        value = float(self.score(model))
         if self.calls == 1:
-            self.unpruned = score  # modelopt scores the full network first
-        return score
+            self.unpruned = value
+        return value
 
 
 @register("fastnas")
@@ -121,12 +132,25 @@ class FastNAS(PruneMethod):
 
     version = 4
 
+    def __init__(self, score: Callable[[PruneContext], Callable[[nn.Module], float]] | None = None,
+                 calib_batches: int = CALIB_BATCHES) -> None:
+        """FastNAS with a score and a BatchNorm calibration budget.
+
+        Args:
+            score: Makes the score function from the context (default: mAP50-95 on the search
+                split). Higher is better; the unit tests hand in a cheap one.
+            calib_batches: BatchNorm calibration batches per candidate.
+        """
+        super().__init__()
+        self._make_score = score or _MapScore
+        self.calib_batches = calib_batches
+
     def prune(self, model: DetectionModel, ctx: PruneContext) -> DetectionModel:
         spec = ctx.spec
         assert spec.flops_target is not None  # guaranteed by VariantSpec
         source_gflops = model_gflops(model)
-        score = _MapScore(ctx)
-        calibration = _calibration_batches(ctx)
+        score = _CountedScore(self._make_score(ctx))
+        calibration = _calibration_batches(ctx, self.calib_batches)
         # modelopt constrains FLOPs with its own counter; the suite reports (and asserts) them with
         # Ultralytics' counter, which weighs a few ops differently (a 0.50 target read 0.503). Tighten
         # the constraint until the reported ratio meets the target. The search checkpoint keeps the
@@ -146,7 +170,7 @@ class FastNAS(PruneMethod):
             )
         self.notes.update(score_calls=score.calls, source_map50_95=score.unpruned, modelopt_constraint=constraint)
         log.info("FastNAS search made %d score calls", score.calls)
-        free = lossless_choices(search_checkpoint(ctx))
+        free = lossless_choices(search_checkpoint(ctx, self.calib_batches))
         if free is not None:
             self.notes["lossless_choices"] = list(free)
             if ratio < spec.flops_target - UNDERSHOOT_WARN:
@@ -163,14 +187,14 @@ class FastNAS(PruneMethod):
         return pruned
 
     def _search(
-        self, source: DetectionModel, ctx: PruneContext, constraint: float, score: _MapScore, calibration: list
+        self, source: DetectionModel, ctx: PruneContext, constraint: float, score: _CountedScore, calibration: list
     ) -> DetectionModel:
         import modelopt.torch.nas as mtn
         import modelopt.torch.prune as mtp
 
         model = make_traceable(copy.deepcopy(source)).float().to(ctx.device)
         config = search_space_config(model, ctx.spec.channel_divisor)
-        checkpoint = search_checkpoint(ctx)
+        checkpoint = search_checkpoint(ctx, self.calib_batches)
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         # FLOPs are constrained at the resolution they are reported at; scores use the search data.
         dummy_input = torch.zeros(1, 3, REPORT_IMGSZ, REPORT_IMGSZ, device=ctx.device)
@@ -184,7 +208,7 @@ class FastNAS(PruneMethod):
                 config={
                     "data_loader": calibration,
                     "collect_func": lambda batch: batch,
-                    "max_iter_data_loader": CALIB_BATCHES,
+                    "max_iter_data_loader": self.calib_batches,
                     "score_func": score,
                     "checkpoint": str(checkpoint),
                     "verbose": False,
@@ -242,12 +266,12 @@ def _quiet_ultralytics():  # type: ignore[no-untyped-def]
         LOGGER.setLevel(level)
 
 
-def search_checkpoint(ctx: PruneContext) -> Path:
+def search_checkpoint(ctx: PruneContext, calib_batches: int) -> Path:
     """The search checkpoint all FLOPs targets of one source share.
 
     Keyed by the source weights' checksum, so a rebuilt source never meets a stale sensitivity map,
     and by what else changes the scores: divisor, image size and BatchNorm calibration.
     """
-    calib = f"calib{CALIB_BATCHES}x{CALIB_BATCH_SIZE}"
+    calib = f"calib{calib_batches}x{CALIB_BATCH_SIZE}"
     name = f"fastnas-{ctx.source_sha256[:16]}-div{ctx.spec.channel_divisor}-{ctx.spec.imgsz}px-{calib}"
     return ctx.cache_root / "search" / name / "fastnas_search.pth"
