@@ -139,6 +139,7 @@ class Measurer:
         self._probes: dict[str, str | None] = {}
         self.records: dict[tuple[str, str, int], LatencyRecord] = {}
         self.speedups: dict[tuple[str, str, int], PairedSpeedup] = {}
+        self._prepared: dict[tuple[str, str, int], tuple[Callable[[], None], Agreement, Backend]] = {}
         self._calibration: Calibration | None = None
 
     def calibration_ms(self) -> float:
@@ -157,12 +158,18 @@ class Measurer:
     def _prepare(
         self, target: BackendTarget, variant_name: str, batch: int
     ) -> tuple[Callable[[], None], Agreement, Backend]:
-        """Load, output-check and return a timed callable for one combination.
+        """Load, output-check and return a timed callable for one combination, once per session.
+
+        Every test of the combination then times the same loaded (and, for compiled backends,
+        compiled) runtime: loading is not repeated, and no test times a colder copy than another.
 
         Raises:
             BackendUnavailable: the backend cannot run here (the caller skips with the reason).
             OutputMismatch: the backend's outputs disagree with the PyTorch reference.
         """
+        key = (target.id, variant_name, batch)
+        if key in self._prepared:
+            return self._prepared[key]
         reason = self.unavailable_reason(target)
         if reason:
             raise BackendUnavailable(f"{target.backend} on {self.settings.device}: {reason}")
@@ -184,7 +191,8 @@ class Measurer:
             log.warning("slowing every %s %s call by %.0f%% (%s)", target.backend, variant_name, fraction * 100,
                         INJECT_SLOWDOWN_ENV)
             run = _slowed(run, fraction)
-        return run, agreement, backend
+        self._prepared[key] = run, agreement, backend
+        return self._prepared[key]
 
     def check(self, target: BackendTarget, variant_name: str, batch: int) -> Agreement:
         """Load and output-check one combination and run it once, untimed (timing disabled).
