@@ -100,3 +100,31 @@ def test_fastnas_prune_reaches_its_target_with_a_cheap_score(tiny_dataset: Path,
     with torch.inference_mode():
         assert pruned.eval()(x)[0].shape == reference.shape
     assert np.isfinite(method.notes["source_map50_95"])
+
+
+def test_torch_compile_backend_compiles_the_fused_model(tiny: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled backend hands the eager backend's fused model to torch.compile (CUDA graphs on
+    CUDA); the compile itself is replaced here: Inductor needs minutes on a 2-core CPU."""
+    from fastnas_bench.backends import torch_compile
+
+    calls: list[dict] = []
+
+    def fake_compile(model, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(kwargs)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    weights, _ = tiny
+    runtime = get_backend_class("torch-compile")(BackendRequest(
+        weights=weights, onnx=None, device="cpu", precision="fp32", batch=2, imgsz=IMGSZ, threads=1))
+    images = check_images(2, IMGSZ)
+    runtime.check_outputs(images, reference_output(weights, images))
+    assert calls == [{"mode": "default", "dynamic": False, "fullgraph": False}]
+    assert runtime.describe()["compile_mode"] == "default" and torch_compile.MODES["cuda"] == "reduce-overhead"
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("Compiler: cc not found\nmore")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    assert torch_compile.TorchCompileBackend.probe("cpu") == (
+        "torch.compile cannot build kernels here (RuntimeError: Compiler: cc not found)")

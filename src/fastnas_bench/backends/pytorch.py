@@ -48,7 +48,8 @@ class PyTorchBackend(Backend):
 
         from fastnas_bench.models import load_model
 
-        reason = self.probe(self.request.device)
+        # The eager check only: a subclass's own probe (a test compile) runs once per session, not per load.
+        reason = PyTorchBackend.probe(self.request.device)
         if reason:
             raise BackendUnavailable(reason)
         if self.request.device == "cpu":
