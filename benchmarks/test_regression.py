@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 
 from fastnas_bench.backends import BackendUnavailable
-from fastnas_bench.baselines import calibrated_latency, gate_message, latency_gate
+from fastnas_bench.baselines import calibrated_latency, latency_gate
 from fastnas_bench.machine import run_versions
 from fastnas_bench.measure import Measurer
-from fastnas_bench.plugin import report_outcome, unavailable
+from fastnas_bench.plugin import judge_against_stored, unavailable
 from fastnas_bench.settings import BackendTarget, BenchSettings
 
 
@@ -35,14 +35,7 @@ def test_latency_regression(measurer: Measurer, bench_settings: BenchSettings, b
         **calibrated_latency(samples_ms, record.calibration_ms),
     }
     baselines.produced[latency_id] = current
-    runs = baselines.stored_runs(latency_id)
-    verdict = latency_gate(runs, current)
-    if verdict is None:
-        pytest.skip(f"{len(runs)} stored run(s) of {latency_id} in {baselines.path}; the gate needs ≥ 5 "
-                    "(record passing runs with --update-baselines)")
-    baselines.gates[request.node.name] = {"backend": target.backend, "kind": "latency",
-                                          "resolution": verdict.resolution, "outcome": verdict.outcome.value}
-    report_outcome(request, verdict.outcome, gate_message(
+    judge_against_stored(
+        request, baselines, latency_id, "latency", target.backend, current, latency_gate,
         f"{latency_id}: median {record.summary.latency_p50_ms:.2f} ms = {current['norm_p50']:.3f} calibration units "
-        f"(calibration {record.calibration_ms:.2f} ms)", "latency", verdict, runs, current["versions"],
-        current["variant_keys"]))
+        f"(calibration {record.calibration_ms:.2f} ms)", current["versions"], current["variant_keys"])

@@ -11,11 +11,11 @@ from __future__ import annotations
 import pytest
 
 from fastnas_bench.backends import BackendUnavailable
-from fastnas_bench.baselines import gate_message, speedup_gate
+from fastnas_bench.baselines import speedup_gate
 from fastnas_bench.checks import efficiency
 from fastnas_bench.machine import run_versions
 from fastnas_bench.measure import Measurer
-from fastnas_bench.plugin import report_outcome, unavailable
+from fastnas_bench.plugin import judge_against_stored, report_outcome, unavailable
 from fastnas_bench.settings import BackendTarget, BenchSettings
 from fastnas_bench.verdicts import Outcome, PairedSpeedup, at_least, at_most
 
@@ -72,13 +72,7 @@ def test_speedup_regression(measurer: Measurer, baselines, request, variant, tar
     """The speedup against the distribution of the stored runs of this machine class."""
     speedup_id = f"test_speedup[{target.id}-{structured_name}-bs{batch_size}]"
     estimate = _measured(measurer, target, structured_name, batch_size, timing_disabled)
-    runs = baselines.stored_runs(speedup_id)
-    verdict = speedup_gate(runs, estimate)
-    if verdict is None:
-        pytest.skip(f"{len(runs)} stored run(s) of {speedup_id} in {baselines.path}; the gate needs ≥ 5 "
-                    "(record passing runs with --update-baselines)")
-    baselines.gates[request.node.name] = {"backend": target.backend, "kind": "speedup",
-                                          "resolution": verdict.resolution, "outcome": verdict.outcome.value}
-    report_outcome(request, verdict.outcome, gate_message(
-        f"{speedup_id}: speedup {estimate.describe()}", "speedup", verdict, runs, run_versions(),
-        {"baseline": variant("baseline").meta["key"], structured_name: variant(structured_name).meta["key"]}))
+    judge_against_stored(
+        request, baselines, speedup_id, "speedup", target.backend, estimate, speedup_gate,
+        f"{speedup_id}: speedup {estimate.describe()}", run_versions(),
+        {"baseline": variant("baseline").meta["key"], structured_name: variant(structured_name).meta["key"]})

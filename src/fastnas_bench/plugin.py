@@ -281,6 +281,23 @@ def report_outcome(request: pytest.FixtureRequest, outcome: Any, message: str) -
         pytest.skip(f"UNDECIDED: {message}")
 
 
+def judge_against_stored(request: pytest.FixtureRequest, baselines: BaselineSession, stored_id: str, kind: str,
+                         backend: str, current: Any, gate: Any, head: str, versions: dict[str, str],
+                         variant_keys: dict[str, str]) -> None:
+    """Run a regression gate (``baselines.speedup_gate`` or ``latency_gate``) on ``current`` against the
+    stored runs of ``stored_id``; skip with the count while fewer than 5 are stored."""
+    from fastnas_bench.baselines import gate_message
+
+    runs = baselines.stored_runs(stored_id)
+    verdict = gate(runs, current)
+    if verdict is None:
+        pytest.skip(f"{len(runs)} stored run(s) of {stored_id} in {baselines.path}; the gate needs ≥ 5 "
+                    "(record passing runs with --update-baselines)")
+    baselines.gates[request.node.name] = {"backend": backend, "kind": kind, "resolution": verdict.resolution,
+                                          "outcome": verdict.outcome.value}
+    report_outcome(request, verdict.outcome, gate_message(head, kind, verdict, runs, versions, variant_keys))
+
+
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
     if report.when == "call" and report.skipped and VERDICT_PROPERTY in getattr(report, "user_properties", ()):
         return "undecided", "U", "UNDECIDED"
