@@ -160,6 +160,11 @@ def test_engines_are_keyed_by_the_onnx_content(tmp_path: Path, monkeypatch: pyte
     assert engine() == b"Efirst export" and engine() == b"Efirst export" and len(built) == 1
     onnx.write_bytes(b"re-exported after a rebuild")  # same path, new content: a new engine
     assert engine() == b"Ere-exported after a rebuild" and len(built) == 2
+    backend = object.__new__(trt_backend.TensorRTBackend)
+    backend.request = BackendRequest(weights=tmp_path / "w.pt", onnx=onnx, device="cuda", precision="fp32",
+                                     batch=1, imgsz=640, threads=1, cache=cache, rebuild=True)
+    backend._engine_bytes(trt, "NVIDIA H100")
+    assert len(built) == 3  # --rebuild-variants rebuilds the engine too
 
 
 def test_parse_errors_are_reported(tmp_path: Path) -> None:

@@ -180,7 +180,7 @@ class Measurer:
         request = BackendRequest(
             weights=variant.weights, onnx=onnx, device=self.settings.device,  # type: ignore[arg-type]
             precision=target.precision, batch=batch, imgsz=profile.bench_imgsz,  # type: ignore[arg-type]
-            threads=self.settings.threads, cache=self._cache,
+            threads=self.settings.threads, cache=self._cache, rebuild=self.settings.rebuild_variants,
         )
         backend = cls(request)
         images = self._images(batch, profile.bench_imgsz)

@@ -61,6 +61,7 @@ class BackendRequest:
         imgsz: Square input side in pixels.
         threads: CPU intra-op threads (same for every backend, so the comparison is fair).
         cache: Artifact cache for backend-built artifacts (TensorRT engines, timing caches).
+        rebuild: Rebuild such artifacts even if cached (``--rebuild-variants``).
     """
 
     weights: Path
@@ -71,6 +72,7 @@ class BackendRequest:
     imgsz: int
     threads: int
     cache: ArtifactCache | None = None
+    rebuild: bool = False
 
 
 def register(name: str) -> Callable[[type[Backend]], type[Backend]]:

@@ -174,7 +174,7 @@ class TensorRTBackend(Backend):
             return {"tensorrt": trt.__version__, "gpu": gpu_name, "precision": req.precision, "onnx_sha256": onnx_sha,
                     "builder_settings": BUILDER_SETTINGS_VERSION, "tf32": False}
 
-        req.cache.get_or_build(tag, builder)
+        req.cache.get_or_build(tag, builder, rebuild=req.rebuild)
         return (req.cache.path(tag) / ENGINE_FILE).read_bytes()
 
     @staticmethod
