@@ -243,3 +243,32 @@ def test_both_onnxruntime_wheels_is_refused(monkeypatch: pytest.MonkeyPatch) -> 
     assert reason and "both onnxruntime and onnxruntime-gpu are installed" in reason
     monkeypatch.setattr(spec, "package_version", lambda name: "absent" if name == "onnxruntime-gpu" else "1.32.0")
     assert ort_backend.mixed_install() is None
+
+
+def test_benchmark_disable_runs_the_output_check_untimed() -> None:
+    """`--benchmark-disable` (and xdist) hand test_latency a disabled fixture whose stats are None:
+    the output check still runs and can fail; nothing is timed or summarized."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_latency", Path(__file__).resolve().parents[1]
+                                                  / "benchmarks" / "test_latency.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+
+    class DisabledBenchmark:
+        disabled, stats, group = True, None, ""
+        extra_info: dict[str, Any] = {}  # noqa: RUF012 - a stand-in
+
+        def pedantic(self, *args: Any, **kwargs: Any) -> None:
+            raise AssertionError("timed although disabled")
+
+    m = _measurer()
+    module.test_latency(DisabledBenchmark(), m, m.settings, _ScriptedVariant, BackendTarget("fake", "fp32"), "fastnas66", 1)
+    assert not m.records and DisabledBenchmark.extra_info == {}
+
+    class Wrong(FakeBackend):
+        wrong_output = True
+
+    with pytest.raises(OutputMismatch, match="class-score error"):
+        module.test_latency(DisabledBenchmark(), _measurer(Wrong), m.settings, _ScriptedVariant,
+                            BackendTarget("fake", "fp32"), "fastnas66", 1)
