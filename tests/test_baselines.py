@@ -80,8 +80,8 @@ def _suite_with_scripted_speedups(pytester: pytest.Pytester) -> None:
         import os
         import numpy as np
         import pytest
-        from fastnas_bench.baselines import gate_message, speedup_gate
-        from fastnas_bench.plugin import report_outcome
+        from fastnas_bench.baselines import speedup_gate
+        from fastnas_bench.plugin import judge_against_stored
         from fastnas_bench.verdicts import paired_speedup
 
         KEY = "test_speedup[fake-fastnas66-bs1]"
@@ -96,14 +96,8 @@ def _suite_with_scripted_speedups(pytester: pytest.Pytester) -> None:
                                        "ci_high": estimate.ci_high, "rounds": estimate.rounds,
                                        "confidence": estimate.confidence, "bound": 1.1, "outcome": "pass",
                                        "flops_ratio": 0.66, "efficiency": None, "versions": {"torch": "1"}}
-            runs = baselines.stored_runs(KEY)
-            verdict = speedup_gate(runs, estimate)
-            if verdict is None:
-                pytest.skip(f"{len(runs)} stored runs")
-            baselines.gates[request.node.name] = {"backend": "fake", "kind": "speedup",
-                                                  "resolution": verdict.resolution, "outcome": verdict.outcome.value}
-            report_outcome(request, verdict.outcome, gate_message(f"{KEY}: speedup {estimate.describe()}", "speedup",
-                           verdict, runs, {"torch": os.environ.get("TORCH", "1")}, {}))
+            judge_against_stored(request, baselines, KEY, "speedup", "fake", estimate, speedup_gate,
+                                 f"{KEY}: speedup {estimate.describe()}", {"torch": os.environ.get("TORCH", "1")}, {})
 
         def test_other():
             assert os.environ.get("FAIL_OTHER") != "1"
