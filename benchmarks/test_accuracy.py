@@ -28,8 +28,8 @@ def _fail_if(message: str | None) -> None:
         pytest.fail(message)
 
 
-def test_flops_ratio(baseline_variant: Variant, variant, structured_name: str) -> None:
-    v = variant(structured_name)
+def test_flops_ratio(baseline_variant: Variant, variant, flops_name: str) -> None:
+    v = variant(flops_name)
     assert v.spec.flops_target is not None
     _fail_if(check_flops_ratio(baseline_variant.gflops, v.gflops, v.spec.flops_target))
 

@@ -257,9 +257,10 @@ def build_variant(
     data = splits.select_yaml
     is_source = spec == spec.source()
     source = None if is_source else build_variant(spec.source(), cache, device)
-    # Rivals are compared with FastNAS at equal FLOPs: they aim at the ratio FastNAS reached.
+    # Rivals are compared with FastNAS at equal FLOPs: they aim at the ratio FastNAS reached (under
+    # a latency budget every method aims at the measured latency instead).
     match = None
-    if spec.method != "baseline" and get_method_class(spec.method).matches_fastnas_flops:
+    if spec.method != "baseline" and spec.latency is None and get_method_class(spec.method).matches_fastnas_flops:
         match = build_variant(replace(spec, method="fastnas"), cache, device).meta["flops_ratio"]
 
     def builder(tmp: Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from fastnas_bench.cache import ArtifactCache
 from fastnas_bench.inject import INJECT_SLOWDOWN_ENV, injected_slowdown
 from fastnas_bench.machine import gpu_state
 from fastnas_bench.settings import BackendTarget, BenchSettings
-from fastnas_bench.timing import LatencySummary, summarize_seconds
+from fastnas_bench.timing import LatencySummary, summarize_seconds, time_rounds
 from fastnas_bench.verdicts import PairedSpeedup, paired_speedup
 
 log = logging.getLogger(__name__)
@@ -80,18 +80,6 @@ class Calibration:
             torch.set_num_threads(self.threads)
         samples = time_rounds(self._once, 3, self.rounds)
         return float(sorted(samples)[len(samples) // 2] * 1e3)
-
-
-def time_rounds(fn: Callable[[], None], warmup_rounds: int, rounds: int) -> list[float]:
-    """Per-call wall times in seconds after ``warmup_rounds`` untimed calls (perf_counter_ns)."""
-    for _ in range(warmup_rounds):
-        fn()
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter_ns()
-        fn()
-        samples.append((time.perf_counter_ns() - start) / 1e9)
-    return samples
 
 
 def _slowed(fn: Callable[[], None], fraction: float) -> Callable[[], None]:

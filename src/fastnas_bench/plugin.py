@@ -27,6 +27,7 @@ from fastnas_bench.settings import (
     parse_flops_targets,
     parse_fraction,
     parse_imgsz,
+    parse_latency_targets,
     parse_methods,
     parse_positive_float,
     parse_profile,
@@ -55,12 +56,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--backends", type=_arg_type(parse_backends), default=None,
         help=f"comma-separated, of: {','.join(BACKEND_NAMES)} (default: those the device runs by default)")
     add("--methods", type=_arg_type(parse_methods), default=None,
-        help="pruning methods to compare at the same FLOPs: fastnas (default), l2struct, unstructured")
+        help="pruning methods to compare: fastnas (default), l2struct, unstructured (at the same FLOPs) and "
+             "fastnas-latency (to a measured latency budget, with --latency-targets)")
     add("--flops-target", type=_arg_type(parse_flops_target), default=None,
         help="pruned/baseline FLOPs upper bound, e.g. 0.66 or 66%%")
     add("--flops-targets", type=_arg_type(parse_flops_targets), default=None,
         help="several FLOPs targets for a sweep, e.g. 0.9,0.8,0.66,0.5 (one variant per target and method; "
              "FastNAS reuses its sensitivity map, so extra targets cost no new score calls)")
+    add("--latency-targets", type=_arg_type(parse_latency_targets), default=None,
+        help="latency budgets, pruned/baseline latency on the backend named by --latency-backends, e.g. 0.75,0.66: "
+             "one variant per budget, backend and method that takes one (fastnas-latency cuts to it; fastnas "
+             "and l2struct bisect their FLOPs target until the measured latency meets it)")
+    add("--latency-backends", type=_arg_type(parse_backends), default=None,
+        help="backends the latency budgets are measured on and cut for (default: onnxruntime on CPU, "
+             "pytorch on CUDA); test ids name it, e.g. fastnas-latency@onnxruntime-lat75")
     add("--channel-divisors", type=_arg_type(parse_divisors), default=None,
         help="FastNAS channel granularities to compare at equal FLOPs, e.g. 8,16,32,64")
     add("--min-speedup", type=_arg_type(parse_positive_float), default=None,
@@ -87,7 +96,8 @@ def pytest_configure(config: pytest.Config) -> None:
     from fastnas_bench.settings import resolve_settings
 
     opts = {name: config.getoption(name) for name in (
-        "gpu", "backends", "methods", "flops_target", "flops_targets", "channel_divisors", "min_speedup",
+        "gpu", "backends", "methods", "flops_target", "flops_targets", "latency_targets", "latency_backends",
+        "channel_divisors", "min_speedup",
         "max_map_drop", "max_recall_drop", "batch_sizes", "imgsz", "data", "model", "weights", "cache_dir",
         "rebuild_variants",
     )}
@@ -177,9 +187,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("variant_name", list(settings.variants))
     for fixture, names in (
         ("pruned_name", settings.pruned_names),
-        ("fastnas_name", tuple(n for n in settings.pruned_names if settings.variants[n].method == "fastnas")),
+        ("fastnas_name", tuple(n for n in settings.pruned_names if settings.variants[n].method == "fastnas"
+                               and settings.variants[n].latency is None)),
         ("structured_name", settings.structured_names),
-        ("rival_name", tuple(n for n in settings.structured_names if settings.variants[n].method != "fastnas")),
+        ("flops_name", settings.flops_names),
+        ("latency_name", settings.latency_names),
+        ("latency_aware_name", tuple(n for n in settings.latency_names if settings.variants[n].method == "fastnas-latency")),
+        ("rival_name", tuple(n for n in settings.flops_names if settings.variants[n].method != "fastnas")),
         ("unstructured_name", tuple(n for n in settings.pruned_names if n not in settings.structured_names)),
     ):
         if fixture in metafunc.fixturenames:

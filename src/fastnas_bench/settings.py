@@ -10,7 +10,7 @@ from typing import Any
 from fastnas_bench.backends import BACKEND_NAMES, default_backends, get_backend_class
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.methods.base import METHOD_NAMES, get_method_class
-from fastnas_bench.spec import PROFILES, Profile, VariantSpec, parse_flops_target
+from fastnas_bench.spec import PROFILES, LatencyBudget, Profile, VariantSpec, parse_flops_target, parse_latency_target
 
 
 def _arg_type(parse):  # type: ignore[no-untyped-def]
@@ -53,6 +53,13 @@ def parse_flops_targets(text: str) -> tuple[float, ...]:
     targets = tuple(dict.fromkeys(parse_flops_target(v) for v in text.split(",") if v.strip()))
     if not targets:
         raise BadInputError(f"FLOPs targets {text!r} name no target")
+    return targets
+
+
+def parse_latency_targets(text: str) -> tuple[float, ...]:
+    targets = tuple(dict.fromkeys(parse_latency_target(v) for v in text.split(",") if v.strip()))
+    if not targets:
+        raise BadInputError(f"latency targets {text!r} name no target")
     return targets
 
 
@@ -134,6 +141,11 @@ class BenchSettings:
     required_backends: tuple[str, ...] = ()
     flops_targets: tuple[float, ...] = ()
     channel_divisors: tuple[int, ...] = ()
+    #: Latency budgets (pruned/baseline latency) and the backends variants are cut for.
+    latency_targets: tuple[float, ...] = ()
+    latency_backends: tuple[str, ...] = ()
+    #: Machine class latency cuts are measured on (set when latency targets are).
+    machine: str = ""
 
     @property
     def variants(self) -> dict[str, VariantSpec]:
@@ -142,12 +154,34 @@ class BenchSettings:
         divisors = self.channel_divisors or (self.profile.pruned.channel_divisor,)
         variants = {"baseline": self.profile.baseline}
         for method in self.methods:
+            if get_method_class(method).budget == "latency":
+                continue
             for target in targets:
                 for divisor in divisors:
                     spec = replace(self.profile.pruned, method=method, flops_target=target, channel_divisor=divisor)  # type: ignore[arg-type]
                     # The divisor joins the name only when several are compared (fastnas66d8 ...).
                     variants[spec.name + (f"d{divisor}" if len(divisors) > 1 else "")] = spec
+        for backend in self.latency_backends:
+            for target in self.latency_targets:
+                for method in self.methods:
+                    if get_method_class(method).budget == "flops":
+                        continue
+                    spec = replace(self.profile.pruned, method=method, flops_target=None,
+                                   latency=self.latency_budget(target, backend))
+                    variants[spec.name] = spec
         return variants
+
+    def latency_budget(self, target: float, backend: str) -> LatencyBudget:
+        """A budget measured the way this run's benchmarks measure: first batch size, benchmark imgsz."""
+        precision = get_backend_class(backend).precisions[self.device][0]
+        return LatencyBudget(target=target, backend=backend, machine=self.machine, precision=precision,
+                             imgsz=self.profile.bench_imgsz, batch=self.profile.batch_sizes[0], threads=self.threads,
+                             device=self.device)
+
+    @property
+    def latency_names(self) -> tuple[str, ...]:
+        """Variants cut to a latency budget."""
+        return tuple(n for n, spec in self.variants.items() if spec.latency is not None)
 
     @property
     def pruned_names(self) -> tuple[str, ...]:
@@ -156,7 +190,13 @@ class BenchSettings:
     @property
     def primary_pruned_name(self) -> str:
         """The first FastNAS variant selected, else the first pruned one (names carry targets and divisors)."""
-        return next((n for n in self.pruned_names if self.variants[n].method == "fastnas"), self.pruned_names[0])
+        return next((n for n in self.pruned_names if self.variants[n].method == "fastnas"
+                     and self.variants[n].latency is None), self.pruned_names[0])
+
+    @property
+    def flops_names(self) -> tuple[str, ...]:
+        """Structured variants pruned to a FLOPs target."""
+        return tuple(n for n in self.structured_names if self.variants[n].flops_target is not None)
 
     @property
     def structured_names(self) -> tuple[str, ...]:
@@ -169,6 +209,11 @@ class BenchSettings:
         """(backend, precision) pairs to benchmark: each backend at the precisions it declares here."""
         return tuple(BackendTarget(name, precision) for name in self.backends
                      for precision in get_backend_class(name).precisions[self.device])
+
+
+#: The backend latency cuts are measured on when --latency-backends is not given. Not TensorRT on
+#: CUDA: a latency table times dozens of networks, and each would need its own engine build.
+LATENCY_BACKEND_DEFAULT: dict[str, tuple[str, ...]] = {"cpu": ("onnxruntime",), "cuda": ("pytorch",)}
 
 
 def cpu_threads() -> int:
@@ -212,6 +257,25 @@ def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
     profile = replace(profile, **bench_overrides)
 
     device = "cuda" if gpu else "cpu"
+    methods = opts.get("methods") or ("fastnas",)
+    latency_targets = opts.get("latency_targets") or ()
+    latency_backends = opts.get("latency_backends") or ()
+    # Reading a method's budget imports it (torch): only where methods or budgets were named.
+    named = bool(opts.get("methods")) or bool(latency_targets)
+    needs_latency = [m for m in methods if get_method_class(m).budget == "latency"] if named else []
+    if needs_latency and not latency_targets:
+        raise BadInputError(f"method(s) {', '.join(needs_latency)} prune to a latency budget: add --latency-targets")
+    if latency_backends and not latency_targets:
+        raise BadInputError("--latency-backends names the backends to cut for: add --latency-targets")
+    if latency_targets and not any(get_method_class(m).budget != "flops" for m in methods):
+        raise BadInputError(f"--latency-targets: none of the methods {', '.join(methods)} takes a latency budget "
+                            "(add fastnas-latency, fastnas or l2struct to --methods)")
+    machine = ""
+    if latency_targets:
+        latency_backends = latency_backends or LATENCY_BACKEND_DEFAULT[device]
+        from fastnas_bench.machine import machine_class
+
+        machine = machine_class(device)
     # Every backend is parametrized by default, so one that cannot run here shows as a skip with
     # its reason rather than vanishing from the report.
     backends = opts.get("backends") or default_backends(device)
@@ -225,7 +289,10 @@ def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
         threads=cpu_threads(),
         rebuild_variants=bool(opts.get("rebuild_variants")),
         cache_dir=opts.get("cache_dir"),
-        methods=opts.get("methods") or ("fastnas",),
+        methods=methods,
         flops_targets=opts.get("flops_targets") or (),
         channel_divisors=opts.get("channel_divisors") or (),
+        latency_targets=tuple(latency_targets),
+        latency_backends=tuple(latency_backends),
+        machine=machine,
     )

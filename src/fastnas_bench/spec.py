@@ -54,6 +54,18 @@ def parse_flops_target(value: str | float) -> float:
     return target
 
 
+def parse_latency_target(value: str | float) -> float:
+    """Parse a latency budget (pruned/baseline latency) given as ``0.75`` or ``75%``.
+
+    Raises:
+        BadInputError: unless the result lies strictly between 0 and 1.
+    """
+    try:
+        return parse_flops_target(value)
+    except BadInputError as e:
+        raise BadInputError(str(e).replace("FLOPs target", "latency target")) from None
+
+
 def parse_model(value: str) -> str:
     """Normalise a model name (``n``, ``yolov8m``, ``yolov8m.pt``) to ``yolov8<scale>``.
 
@@ -64,6 +76,42 @@ def parse_model(value: str) -> str:
     if not match or match.group(1) not in SCALES:
         raise BadInputError(f"unknown YOLOv8 model scale {value!r}; expected one of {', '.join(SCALES)}")
     return f"yolov8{match.group(1)}"
+
+
+@dataclass(frozen=True)
+class LatencyBudget:
+    """A latency target on one backend and machine: what a latency-cut variant is cut for.
+
+    The cut is only as portable as the measurement behind it, so everything that changes the
+    measured latency is part of the budget (and of the variant's cache key).
+
+    Attributes:
+        target: Upper bound on pruned/baseline latency on ``backend`` (0 < target < 1).
+        backend: Backend name the latency is measured on (``onnxruntime``, ``pytorch``).
+        precision: ``fp32`` or ``fp16``.
+        imgsz: Input side in pixels of the measurement (the benchmark's, not training's).
+        batch: Batch size of the measurement.
+        threads: CPU threads of the measurement.
+        device: ``cpu`` or ``cuda``.
+        machine: Machine class (:func:`fastnas_bench.machine.machine_class`) it was measured on.
+    """
+
+    target: float
+    backend: str
+    machine: str
+    precision: str = "fp32"
+    imgsz: int = 640
+    batch: int = 1
+    threads: int = 1
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target", parse_latency_target(self.target))
+
+    @property
+    def label(self) -> str:
+        """``onnxruntime-lat75``: the backend it was cut for and the budget in percent."""
+        return f"{self.backend}{'' if self.precision == 'fp32' else '-' + self.precision}-lat{round(self.target * 100)}"
 
 
 @dataclass(frozen=True)
@@ -86,6 +134,9 @@ class VariantSpec:
         flops_target: Upper bound on pruned/baseline FLOPs (pruning methods only).
         finetune_epochs: Fine-tuning epochs on top of the source model (after pruning, if any).
         channel_divisor: Channel-count granularity of the pruned widths.
+        latency: Latency budget the variant is cut for, instead of ``flops_target`` (methods that
+            take one: ``fastnas-latency`` always, ``fastnas``/``l2struct`` by bisecting their FLOPs
+            target until the measured latency meets it).
     """
 
     model: str = "yolov8n"
@@ -99,6 +150,7 @@ class VariantSpec:
     flops_target: float | None = None
     finetune_epochs: int = 0
     channel_divisor: int = 32
+    latency: LatencyBudget | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", parse_model(self.model))
@@ -114,16 +166,26 @@ class VariantSpec:
         if self.weights is not None and Path(self.weights).suffix != ".pt":
             raise BadInputError(f"weights {self.weights!r} must be a .pt file")
         if self.method == "baseline":
-            if self.flops_target is not None:
-                raise BadInputError("a baseline spec takes no flops_target")
-        elif self.flops_target is None:
-            raise BadInputError(f"method {self.method!r} needs a flops_target")
-        else:
+            if self.flops_target is not None or self.latency is not None:
+                raise BadInputError("a baseline spec takes no flops_target or latency budget")
+            return
+        if self.flops_target is not None and self.latency is not None:
+            raise BadInputError(f"method {self.method!r}: give a flops_target or a latency budget, not both")
+        if self.latency is None and self.flops_target is None:
+            raise BadInputError(f"method {self.method!r} needs a flops_target or a latency budget")
+        # A method's class is imported (torch, modelopt) only for what a FLOPs spec cannot settle,
+        # so the profiles below stay light to build.
+        if self.latency is not None and get_method_class(self.method).budget == "flops":
+            raise BadInputError(f"method {self.method!r} takes a flops_target, not a latency budget")
+        if self.flops_target is not None:
             object.__setattr__(self, "flops_target", parse_flops_target(self.flops_target))
 
     @property
     def name(self) -> str:
-        """Short label used in test ids, e.g. ``baseline`` or ``fastnas66``."""
+        """Short label used in test ids: ``baseline``, ``fastnas66``, or for a latency-cut variant the
+        backend it was cut for and its budget, ``fastnas-latency@onnxruntime-lat75``."""
+        if self.latency is not None:
+            return f"{self.method}@{self.latency.label}"
         if self.flops_target is None:
             return self.method
         return f"{self.method}{round(self.flops_target * 100)}"
@@ -136,7 +198,7 @@ class VariantSpec:
     def source(self) -> VariantSpec:
         """The trained (or pretrained) unpruned model that pruning starts from."""
         # Pruning-only fields are reset so every variant of one source shares its entry.
-        return replace(self, method="baseline", flops_target=None, finetune_epochs=0,
+        return replace(self, method="baseline", flops_target=None, latency=None, finetune_epochs=0,
                        channel_divisor=VariantSpec.channel_divisor)
 
     def baseline(self) -> VariantSpec:
@@ -153,8 +215,11 @@ class VariantSpec:
 
     def key(self) -> str:
         """Content hash of the spec and the versions of the packages that shape the artifact."""
+        spec = self.to_dict()
+        if spec["latency"] is None:
+            del spec["latency"]  # added later: specs without one keep the keys they had
         blob = json.dumps(
-            {"spec": self.to_dict(), "pipeline": PIPELINE_VERSION,
+            {"spec": spec, "pipeline": PIPELINE_VERSION,
              "versions": {p: package_version(p) for p in _KEY_PACKAGES},
              # A method's first version adds nothing, so introducing a method keeps other keys stable.
              **({"method_version": version} if (version := self.method_version) > 1 else {})},

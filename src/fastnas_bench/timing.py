@@ -1,8 +1,9 @@
-"""Summary statistics of per-round latency samples (pytest-benchmark has no percentiles)."""
+"""Per-call timing and summary statistics of latency samples (pytest-benchmark has no percentiles)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -52,3 +53,15 @@ def summarize_seconds(samples_s: Sequence[float]) -> LatencySummary:
         latency_iqr_ms=float(p75 - p25),
         latency_min_ms=float(ms.min()),
     )
+
+
+def time_rounds(fn: Callable[[], None], warmup_rounds: int, rounds: int) -> list[float]:
+    """Per-call wall times in seconds after ``warmup_rounds`` untimed calls (perf_counter_ns)."""
+    for _ in range(warmup_rounds):
+        fn()
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter_ns()
+        fn()
+        samples.append((time.perf_counter_ns() - start) / 1e9)
+    return samples

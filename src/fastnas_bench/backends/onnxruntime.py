@@ -27,6 +27,22 @@ def mixed_install() -> str | None:
             "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu (or onnxruntime)")
 
 
+def session_options(threads: int) -> Any:
+    """The session options of every timed ORT session (benchmarks and latency tables alike)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Idle intra-op workers spin by default and steal the cores of whatever runs next: two
+    # sessions timed in turn read IQRs of 4-13 ms on a 30 ms model with spinning, < 1.2 ms without.
+    options.add_session_config_entry("session.intra_op.allow_spinning", SPINNING)
+    options.add_session_config_entry("session.inter_op.allow_spinning", SPINNING)
+    return options
+
+
 @register("onnxruntime")
 class OnnxRuntimeBackend(Backend):
     """An ORT InferenceSession on the variant's ONNX export."""
@@ -56,15 +72,7 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailable(reason)
         if self.request.precision != "fp32":
             raise BackendUnavailable("the ONNX export is fp32; ORT runs it as fp32 only")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = self.request.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # Idle intra-op workers spin by default and steal the cores of whatever runs next: two
-        # sessions timed in turn read IQRs of 4-13 ms on a 30 ms model with spinning, < 1.2 ms without.
-        options.add_session_config_entry("session.intra_op.allow_spinning", SPINNING)
-        options.add_session_config_entry("session.inter_op.allow_spinning", SPINNING)
+        options = session_options(self.request.threads)
         wanted = _PROVIDERS[self.request.device]
         self.session = ort.InferenceSession(str(self.request.onnx), options, providers=[wanted])
         # ORT falls back to the CPU provider silently when a provider fails to initialise.

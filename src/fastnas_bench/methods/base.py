@@ -12,7 +12,7 @@ import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
 # Light at import: the spec validates method names from here, and option parsing reads them.
 if TYPE_CHECKING:
@@ -24,12 +24,13 @@ if TYPE_CHECKING:
 _REGISTRY: dict[str, type[PruneMethod]] = {}
 _M = TypeVar("_M", bound="type[PruneMethod]")
 # Modules of this package that hold no method.
-_HELPERS = frozenset({"base", "search_space"})
+_HELPERS = frozenset({"base", "latency_match", "search_space"})
 
 
 def _discover() -> tuple[str, ...]:
-    """Every pruning method: one module each in this package, found without importing them."""
-    return tuple(sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+    """Every pruning method: one module each in this package (``fastnas_latency.py`` is
+    ``fastnas-latency``), found without importing them."""
+    return tuple(sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules([str(Path(__file__).parent)])
                         if m.name not in _HELPERS and not m.name.startswith("_")))
 
 
@@ -76,6 +77,9 @@ class PruneMethod(ABC):
     structured: ClassVar[bool] = True
     #: A rival aims at the FLOPs ratio FastNAS reached at the same target (equal-FLOPs comparison).
     matches_fastnas_flops: ClassVar[bool] = False
+    #: What it prunes to: a FLOPs target, a latency budget, or either (a FLOPs method whose FLOPs
+    #: target is bisected until the measured latency meets the budget).
+    budget: ClassVar[Literal["flops", "latency", "either"]] = "flops"
 
     def __init__(self) -> None:
         self.notes: dict[str, object] = {}
@@ -114,7 +118,7 @@ def get_method_class(name: str) -> type[PruneMethod]:
     if name not in METHOD_NAMES:
         raise KeyError(f"unknown pruning method {name!r}; expected one of {', '.join(METHOD_NAMES)}")
     if name not in _REGISTRY:
-        importlib.import_module(f"fastnas_bench.methods.{name}")
+        importlib.import_module(f"fastnas_bench.methods.{name.replace('-', '_')}")
     return _REGISTRY[name]
 
 

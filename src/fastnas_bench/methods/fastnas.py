@@ -25,6 +25,7 @@ from ultralytics.nn.tasks import DetectionModel
 from fastnas_bench import progress
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.methods.base import PruneContext, PruneMethod, register
+from fastnas_bench.methods.latency_match import prune_to_latency
 from fastnas_bench.methods.search_space import search_space_config
 from fastnas_bench.models import REPORT_IMGSZ, model_gflops
 from fastnas_bench.spec import VariantSpec
@@ -46,6 +47,9 @@ MIN_USEFUL_SCORE = 0.05
 NO_LOSS = 1e-5
 # A FastNAS result this far below its FLOPs target is worth a warning (see ``lossless_choices``).
 UNDERSHOOT_WARN = 0.05
+# FLOPs target of the search that makes a sensitivity map when none exists (any target makes the
+# same map; this is the reference experiment's).
+MAP_SEARCH_FLOPS_TARGET = 0.66
 
 
 class _UnfusedView(nn.Module):
@@ -131,6 +135,7 @@ class FastNAS(PruneMethod):
     """modelopt FastNAS under a FLOPs constraint, scored by mAP50-95 on the search split."""
 
     version = 4
+    budget = "either"
 
     def __init__(self, score: Callable[[PruneContext], Callable[[nn.Module], float]] | None = None,
                  calib_batches: int = CALIB_BATCHES) -> None:
@@ -147,38 +152,17 @@ class FastNAS(PruneMethod):
 
     def prune(self, model: DetectionModel, ctx: PruneContext) -> DetectionModel:
         spec = ctx.spec
-        assert spec.flops_target is not None  # guaranteed by VariantSpec
-        source_gflops = model_gflops(model)
         score = _CountedScore(self._make_score(ctx))
         calibration = _calibration_batches(ctx, self.calib_batches)
-        # modelopt constrains FLOPs with its own counter; the suite reports (and asserts) them with
-        # Ultralytics' counter, which weighs a few ops differently (a 0.50 target read 0.503). Tighten
-        # the constraint until the reported ratio meets the target. The search checkpoint keeps the
-        # sensitivity map, so a retry costs a binary search, not new score calls.
-        constraint = spec.flops_target
-        for attempt in range(1, CONSTRAINT_ATTEMPTS + 1):
-            pruned = self._search(model, ctx, constraint, score, calibration)
-            ratio = model_gflops(pruned) / source_gflops
-            if ratio <= spec.flops_target:
-                break
-            log.info("FastNAS attempt %d: reported FLOPs ratio %.4f > target %.4f; tightening", attempt, ratio, spec.flops_target)
-            constraint *= spec.flops_target / ratio * 0.998
+        if spec.latency is not None:
+            pruned, notes = prune_to_latency(
+                lambda target: self._prune_to_flops(model, ctx, target, score, calibration), model, ctx)
+            self.notes.update(notes)
         else:
-            raise BadInputError(
-                f"FastNAS could not reach FLOPs target {spec.flops_target:g} for {spec.model} with channel divisor "
-                f"{spec.channel_divisor}: {CONSTRAINT_ATTEMPTS} tightened searches ended at ratio {ratio:.4f}"
-            )
-        self.notes.update(score_calls=score.calls, source_map50_95=score.unpruned, modelopt_constraint=constraint)
+            assert spec.flops_target is not None  # guaranteed by VariantSpec
+            pruned = self._prune_to_flops(model, ctx, spec.flops_target, score, calibration)
+        self.notes.update(score_calls=score.calls, source_map50_95=score.unpruned)
         log.info("FastNAS search made %d score calls", score.calls)
-        free = lossless_choices(search_checkpoint(ctx, self.calib_batches))
-        if free is not None:
-            self.notes["lossless_choices"] = list(free)
-            if ratio < spec.flops_target - UNDERSHOOT_WARN:
-                # FastNAS bisects a loss threshold; every choice that scored no loss is taken at the
-                # lowest threshold, so no target above that subnet's FLOPs can be approached.
-                log.warning("FastNAS reached FLOPs ratio %.3f for target %.2f: %d of %d pruning choices scored no "
-                            "loss, so its smallest step already prunes that far (a finer score, e.g. more "
-                            "validation images, would resolve it)", ratio, spec.flops_target, *free)
         if score.unpruned is not None and score.unpruned < MIN_USEFUL_SCORE:
             # Sensitivities of a network that detects nothing are noise: the widths FastNAS picks
             # then say nothing about pruning. Say so loudly rather than let a table look normal.
@@ -186,8 +170,42 @@ class FastNAS(PruneMethod):
                         "(train the source longer)", score.unpruned, MIN_USEFUL_SCORE)
         return pruned
 
+    def _prune_to_flops(self, model: DetectionModel, ctx: PruneContext, flops_target: float, score: _CountedScore,
+                        calibration: list) -> DetectionModel:
+        spec = ctx.spec
+        source_gflops = model_gflops(model)
+        # modelopt constrains FLOPs with its own counter; the suite reports (and asserts) them with
+        # Ultralytics' counter, which weighs a few ops differently (a 0.50 target read 0.503). Tighten
+        # the constraint until the reported ratio meets the target. The search checkpoint keeps the
+        # sensitivity map, so a retry costs a binary search, not new score calls.
+        constraint = flops_target
+        for attempt in range(1, CONSTRAINT_ATTEMPTS + 1):
+            pruned = self._search(model, ctx, constraint, score, calibration, flops_target)
+            ratio = model_gflops(pruned) / source_gflops
+            if ratio <= flops_target:
+                break
+            log.info("FastNAS attempt %d: reported FLOPs ratio %.4f > target %.4f; tightening", attempt, ratio, flops_target)
+            constraint *= flops_target / ratio * 0.998
+        else:
+            raise BadInputError(
+                f"FastNAS could not reach FLOPs target {flops_target:g} for {spec.model} with channel divisor "
+                f"{spec.channel_divisor}: {CONSTRAINT_ATTEMPTS} tightened searches ended at ratio {ratio:.4f}"
+            )
+        self.notes.update(modelopt_constraint=constraint)
+        free = lossless_choices(search_checkpoint(ctx, self.calib_batches))
+        if free is not None:
+            self.notes["lossless_choices"] = list(free)
+            if ratio < flops_target - UNDERSHOOT_WARN:
+                # FastNAS bisects a loss threshold; every choice that scored no loss is taken at the
+                # lowest threshold, so no target above that subnet's FLOPs can be approached.
+                log.warning("FastNAS reached FLOPs ratio %.3f for target %.2f: %d of %d pruning choices scored no "
+                            "loss, so its smallest step already prunes that far (a finer score, e.g. more "
+                            "validation images, would resolve it)", ratio, flops_target, *free)
+        return pruned
+
     def _search(
-        self, source: DetectionModel, ctx: PruneContext, constraint: float, score: _CountedScore, calibration: list
+        self, source: DetectionModel, ctx: PruneContext, constraint: float, score: _CountedScore, calibration: list,
+        flops_target: float,
     ) -> DetectionModel:
         import modelopt.torch.nas as mtn
         import modelopt.torch.prune as mtp
@@ -199,7 +217,7 @@ class FastNAS(PruneMethod):
         # FLOPs are constrained at the resolution they are reported at; scores use the search data.
         dummy_input = torch.zeros(1, 3, REPORT_IMGSZ, REPORT_IMGSZ, device=ctx.device)
         # The checkpoint is shared by every FLOPs target of this source; one search at a time.
-        with FileLock(str(checkpoint) + ".lock"), _quiet_ultralytics(), _unreachable_as_bad_input(ctx.spec):
+        with FileLock(str(checkpoint) + ".lock"), _quiet_ultralytics(), _unreachable_as_bad_input(ctx.spec, flops_target):
             pruned, _ = mtp.prune(
                 model=model,
                 mode=[("fastnas", config)],
@@ -219,7 +237,7 @@ class FastNAS(PruneMethod):
 
 
 @contextlib.contextmanager
-def _unreachable_as_bad_input(spec: VariantSpec):  # type: ignore[no-untyped-def]
+def _unreachable_as_bad_input(spec: VariantSpec, flops_target: float):  # type: ignore[no-untyped-def]
     """modelopt's "constraints cannot be satisfied" (a 40-line table) as a one-line error naming the values."""
     try:
         yield
@@ -227,7 +245,7 @@ def _unreachable_as_bad_input(spec: VariantSpec):  # type: ignore[no-untyped-def
         if "constraints can be satisfied" not in str(e):
             raise
         raise BadInputError(
-            f"FLOPs target {spec.flops_target:g} is out of reach for {spec.model} with channel divisor "
+            f"FLOPs target {flops_target:g} is out of reach for {spec.model} with channel divisor "
             f"{spec.channel_divisor}: the narrowest subnet FastNAS may pick is above it (try a smaller divisor)"
         ) from None
 
@@ -245,6 +263,34 @@ def lossless_choices(checkpoint: Path) -> tuple[int, int] | None:
     # The full width of each hparam always reads 0; only the narrower choices say something.
     narrower = [v for choices in sensitivity.values() for c, v in choices.items() if c != max(choices)]
     return sum(1 for v in narrower if float(v) < NO_LOSS), len(narrower)
+
+
+def sensitivity_map(model: DetectionModel, ctx: PruneContext, calib_batches: int = CALIB_BATCHES,
+                    score: Callable[[PruneContext], Callable[[nn.Module], float]] | None = None,
+                    ) -> dict[str, dict[int, float]]:
+    """FastNAS's sensitivity map of ``model``: hparam → width → score lost with only it narrowed.
+
+    Read from the search checkpoint every FastNAS variant of this source shares; where no search
+    has run yet, one FastNAS search (at the FLOPs target below, which does not change the map)
+    makes it. So a method built on the map costs no score calls beyond FastNAS's own.
+    """
+    from dataclasses import replace
+
+    checkpoint = search_checkpoint(ctx, calib_batches)
+    if not _has_map(checkpoint):
+        progress.report("no FastNAS sensitivity map for this source yet: running the FastNAS search once")
+        spec = replace(ctx.spec, method="fastnas", latency=None, flops_target=MAP_SEARCH_FLOPS_TARGET)
+        FastNAS(score=score, calib_batches=calib_batches).prune(model, replace(ctx, spec=spec))
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    return {name: {int(c): max(0.0, float(v)) for c, v in choices.items()}
+            for name, choices in state["sensitivity_map"].items()}
+
+
+def _has_map(checkpoint: Path) -> bool:
+    try:
+        return bool(torch.load(checkpoint, map_location="cpu", weights_only=False).get("sensitivity_map"))
+    except (OSError, RuntimeError, AttributeError, EOFError):
+        return False
 
 
 def _is_dynamic(model: nn.Module) -> bool:

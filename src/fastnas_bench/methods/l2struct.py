@@ -5,20 +5,20 @@ consuming convolution's weights per input channel, via ``sort_parameters``), and
 the same fraction of its channels (to the divisor grid). The fraction is found by bisection so the
 FLOPs land at the ratio FastNAS reached (or under the target when there is no FastNAS result to
 match), then rounding remainders are spent like largest-remainder rounding. Same search space,
-divisor and frozen head as FastNAS: the only difference is *how* widths are chosen.
+divisor and frozen head as FastNAS: the only difference is *how* widths are chosen. Under a
+latency budget its FLOPs target is bisected until the measured latency meets it.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 
 from ultralytics.nn.tasks import DetectionModel
 
 from fastnas_bench.methods.base import PruneContext, PruneMethod, register
-from fastnas_bench.methods.search_space import search_space_config
+from fastnas_bench.methods.latency_match import prune_to_latency
+from fastnas_bench.methods.search_space import searchable, subnet
 from fastnas_bench.models import model_gflops
-from fastnas_bench.traceable import make_traceable
 
 log = logging.getLogger(__name__)
 
@@ -41,32 +41,30 @@ class UniformNormPruning(PruneMethod):
 
     version = 2
     matches_fastnas_flops = True
+    budget = "either"
 
     def prune(self, model: DetectionModel, ctx: PruneContext) -> DetectionModel:
-        import modelopt.torch.nas as mtn
-        import modelopt.torch.prune as mtp
-        from modelopt.torch.nas.utils import select, sort_parameters
-        from modelopt.torch.opt.utils import named_hparams
-
         spec = ctx.spec
+        if spec.latency is not None:
+            pruned, notes = prune_to_latency(lambda t: self._prune_to_flops(model, spec.channel_divisor, t), model, ctx)
+            self.notes.update(notes)
+            return pruned
         target = ctx.match_flops_ratio if ctx.match_flops_ratio is not None else spec.flops_target
         assert target is not None
-        source_gflops = model_gflops(model)
-        net = make_traceable(copy.deepcopy(model)).float()
-        net = mtn.convert(net, [("fastnas", search_space_config(net, spec.channel_divisor))],
-                          registry=mtp.pruning.PruneModeRegistry)
-        sort_parameters(net)  # channel order = importance order, so a width keeps the top channels
-        hparams = {k: hp for k, hp in named_hparams(net, configurable=True) if len(hp.choices) > 1}
+        return self._prune_to_flops(model, spec.channel_divisor, target)
 
-        def ratio_at(keep: float) -> float:
-            select(net, uniform_widths(hparams, keep), strict=False)
-            return model_gflops(mtn.export(copy.deepcopy(net))) / source_gflops
+    def _prune_to_flops(self, model: DetectionModel, divisor: int, target: float) -> DetectionModel:
+        source_gflops = model_gflops(model)
+        net, hparams = searchable(model, divisor)
+
+        def ratio_of(config: dict) -> float:
+            return model_gflops(subnet(net, config)) / source_gflops
 
         # Largest keep fraction whose FLOPs stay at or under the target.
         lo, hi = 0.0, 1.0
         for _ in range(BISECTION_STEPS):
             mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if ratio_at(mid) <= target else (lo, mid)
+            lo, hi = (mid, hi) if ratio_of(uniform_widths(hparams, mid)) <= target else (lo, mid)
         config = uniform_widths(hparams, lo)
         # Widths move in divisor steps, so FLOPs jump between neighbouring ratios. Like
         # largest-remainder rounding, widen first the layers that rounding cut furthest below the
@@ -76,11 +74,10 @@ class UniformNormPruning(PruneMethod):
             if not wider:
                 continue
             trial = {**config, name: wider[0]}
-            select(net, trial, strict=False)
-            if model_gflops(mtn.export(copy.deepcopy(net))) / source_gflops <= target:
+            if ratio_of(trial) <= target:
                 config = trial
-        select(net, config, strict=False)
-        achieved = model_gflops(mtn.export(copy.deepcopy(net))) / source_gflops
+        pruned = subnet(net, config)
+        achieved = model_gflops(pruned) / source_gflops
         log.info("l2struct: common keep ratio %.3f, FLOPs ratio %.4f (target %.4f)", lo, achieved, target)
         self.notes.update(keep_ratio=lo, flops_ratio_before_finetune=achieved)
-        return mtn.export(net)
+        return pruned

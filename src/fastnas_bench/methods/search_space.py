@@ -30,3 +30,42 @@ def search_space_config(model: DetectionModel, channel_divisor: int) -> Any:
     for pattern in frozen_patterns(model):
         config["nn.Conv2d"][pattern] = None
     return config
+
+
+def searchable(model: DetectionModel, channel_divisor: int) -> tuple[Any, dict[str, Any]]:
+    """A search-space copy of ``model`` with channels in importance order, and its prunable hparams.
+
+    Channels are sorted by modelopt's own importance (as FastNAS's search does before scoring), so
+    a narrower width keeps the most important channels and a width chosen from FastNAS's
+    sensitivity map means what it meant there.
+
+    Returns:
+        (search-space network, hparam name → hparam) for hparams with more than one choice.
+    """
+    import copy
+
+    import modelopt.torch.nas as mtn
+    import modelopt.torch.prune as mtp
+    from modelopt.torch.nas.utils import sort_parameters
+    from modelopt.torch.opt.utils import named_hparams
+
+    from fastnas_bench.traceable import make_traceable
+
+    net = make_traceable(copy.deepcopy(model)).float()
+    net = mtn.convert(net, [("fastnas", search_space_config(net, channel_divisor))],
+                      registry=mtp.pruning.PruneModeRegistry)
+    sort_parameters(net)
+    return net, {k: hp for k, hp in named_hparams(net, configurable=True) if len(hp.choices) > 1}
+
+
+def subnet(net: Any, widths: dict[str, int]) -> Any:
+    """A plain (exported) copy of search-space ``net`` at ``widths``; hparams not named stay at full width."""
+    import copy
+
+    import modelopt.torch.nas as mtn
+    from modelopt.torch.nas.utils import select
+    from modelopt.torch.opt.utils import named_hparams
+
+    full = {k: max(hp.choices) for k, hp in named_hparams(net, configurable=True)}
+    select(net, {**full, **widths}, strict=False)
+    return mtn.export(copy.deepcopy(net))

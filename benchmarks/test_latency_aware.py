@@ -1,0 +1,77 @@
+"""Variants cut to a latency budget on one backend (``--latency-targets``): did the cut hold, and
+does latency-aware FastNAS keep more accuracy than FLOPs-constrained FastNAS at the same measured speed?
+
+Both are cut on the same backend and machine to the same budget: ``fastnas-latency`` by its
+knapsack over a measured latency table, ``fastnas`` by bisecting its FLOPs target until its measured
+latency meets the budget. Each is then fine-tuned with the same budget and validated on the held-out
+split. ``test_speedup`` times every latency-cut variant on every backend of the run as well, so an
+ONNX Runtime cut also reports what it does for PyTorch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from fastnas_bench.backends import BackendUnavailable
+from fastnas_bench.build import Variant
+from fastnas_bench.measure import Measurer
+from fastnas_bench.plugin import report_outcome, unavailable
+from fastnas_bench.settings import BackendTarget, BenchSettings
+from fastnas_bench.verdicts import PairedSpeedup, at_least
+
+# The budget was met at build time, measured against the source then; the benchmark re-measures
+# minutes or days later, and this VM's paired ratios move by up to ±4% between quiet and busy
+# periods (PyTorch speedup 1.26-1.37x over 35 runs of unchanged code). A cut that misses its
+# budget by more than that is a cut that did not hold.
+BUDGET_DRIFT = 0.04
+# mAP50-95 of two variants built from the same source differs by chance: one fastnas66 measured
+# on two builds and two disjoint 32-image splits moved with sd 0.018 (README, "Honest accuracy"),
+# so the difference of two variants has sd about 0.018·√2 ≈ 0.025.
+SAME_SPEED_MAP_NOISE = 0.025
+
+
+def _speedup(measurer: Measurer, settings: BenchSettings, name: str, timing_disabled: str | None) -> PairedSpeedup:
+    budget = settings.variants[name].latency
+    assert budget is not None
+    if timing_disabled:
+        pytest.skip(timing_disabled)
+    try:
+        return measurer.paired_speedup(BackendTarget(budget.backend, budget.precision), name, budget.batch)
+    except BackendUnavailable as e:
+        unavailable(settings, budget.backend, str(e))
+
+
+def test_latency_budget_met(measurer: Measurer, bench_settings: BenchSettings, request, latency_name: str,
+                            timing_disabled: str | None) -> None:
+    """On the backend it was cut for, the variant runs at its budget: speedup ≥ 1 / budget (less drift)."""
+    budget = bench_settings.variants[latency_name].latency
+    assert budget is not None
+    estimate = _speedup(measurer, bench_settings, latency_name, timing_disabled)
+    bound = (1 - BUDGET_DRIFT) / budget.target
+    report_outcome(request, at_least(estimate, bound),
+                   f"{latency_name} on {budget.backend}: speedup {estimate.describe()} vs its budget "
+                   f"{budget.target:g} (≥ {bound:.3f}x, {BUDGET_DRIFT:.0%} drift allowed)")
+
+
+def test_latency_aware_keeps_accuracy_at_equal_speed(variant, measurer: Measurer, bench_settings: BenchSettings,
+                                                     latency_aware_name: str, timing_disabled: str | None) -> None:
+    """The issue's claim, put to the data: at the same measured latency, the latency-aware cut keeps at
+    least the mAP50-95 of the FLOPs-constrained FastNAS cut (within the noise of two builds)."""
+    aware = variant(latency_aware_name)
+    flops_spec = replace(aware.spec, method="fastnas")
+    flops_name = next((n for n, s in bench_settings.variants.items() if s == flops_spec), None)
+    if flops_name is None:
+        pytest.skip(f"no FLOPs-FastNAS variant cut to {latency_aware_name}'s budget selected (add fastnas to --methods)")
+    flops: Variant = variant(flops_name)
+    speeds = " vs ".join(
+        f"{n} {_speedup(measurer, bench_settings, n, timing_disabled).describe()}" for n in (latency_aware_name, flops_name)
+    ) if not timing_disabled else "timing disabled"
+    figures = (f"{latency_aware_name}: mAP50-95 {aware.map50_95:.4f}, FLOPs ratio {aware.meta['flops_ratio']:.3f}; "
+               f"{flops_name}: mAP50-95 {flops.map50_95:.4f}, FLOPs ratio {flops.meta['flops_ratio']:.3f}; "
+               f"measured speedup {speeds}")
+    if aware.map50_95 < flops.map50_95 - SAME_SPEED_MAP_NOISE:
+        pytest.fail(f"latency-aware FastNAS lost more accuracy than FLOPs FastNAS at the same budget "
+                    f"(beyond the {SAME_SPEED_MAP_NOISE} noise): {figures}")
+    print(figures)
