@@ -26,7 +26,9 @@ def test_latency(benchmark, measurer: Measurer, bench_settings: BenchSettings, v
     benchmark.extra_info.update(
         record.summary.as_dict(),
         variant=variant_name, method=v.spec.method, flops_target=v.spec.flops_target,
-        channel_divisor=v.spec.channel_divisor, backend=target.backend, precision=target.precision,
+        channel_divisor=v.spec.channel_divisor,
+        cut_for=v.spec.latency.label if v.spec.latency else None,
+        latency_target=v.spec.latency.target if v.spec.latency else None, backend=target.backend, precision=target.precision,
         batch=batch_size, imgsz=bench_settings.profile.bench_imgsz, params=v.params, gflops=v.gflops,
         flops_ratio=v.gflops / base.gflops, map50_95=v.map50_95, recall=v.recall, ap_small=v.meta["ap_small"],
         output_box_err_px=record.agreement.box_err_px, output_score_err=record.agreement.score_err,

@@ -27,7 +27,8 @@ def test_no_layer_imports_the_build_pipeline_and_build_does_not_import_a_method(
 def test_registries_are_their_modules_and_classes_carry_their_metadata() -> None:
     assert set(BACKEND_NAMES) == {p.stem.replace("_", "-") for p in SRC.glob("backends/*.py")
                                   if p.stem not in ("__init__", "base")}
-    assert set(METHOD_NAMES) == {p.stem for p in SRC.glob("methods/*.py")} - {"__init__", "base", "search_space"}
+    assert set(METHOD_NAMES) == {p.stem.replace("_", "-") for p in SRC.glob("methods/*.py")
+                                 if p.stem not in ("__init__", "base", "latency_match", "search_space")}
     for name in BACKEND_NAMES:
         assert get_backend_class(name).name == name
     for name in METHOD_NAMES:
@@ -37,3 +38,4 @@ def test_registries_are_their_modules_and_classes_carry_their_metadata() -> None
     assert [t.id for t in gpu.targets] == ["onnxruntime", "tensorrt", "tensorrt-fp16"]
     assert "torch-compile" not in resolve_settings({}).backends and "torch-compile" in resolve_settings({"gpu": True}).backends
     assert not get_method_class("unstructured").structured and get_method_class("l2struct").matches_fastnas_flops
+    assert get_method_class("fastnas-latency").budget == "latency" and get_method_class("fastnas").budget == "either"

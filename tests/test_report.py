@@ -82,6 +82,34 @@ def test_split_test_id() -> None:
     assert split_test_id("test_speedup[tensorrt-fp16-fastnas66d8-bs32]") == ("tensorrt-fp16", "fastnas66d8", 32)
     assert split_test_id("test_speedup[onnxruntime-l2struct66-bs1]") == ("onnxruntime", "l2struct66", 1)
     assert split_test_id("test_flops_ratio[fastnas66]") is None
+    # Variant names and targets with '-' in them: the target is a known backend target id.
+    assert split_test_id("test_speedup[pytorch-fastnas-latency@onnxruntime-lat75-bs1]") == (
+        "pytorch", "fastnas-latency@onnxruntime-lat75", 1)
+    assert split_test_id("test_speedup[torch-compile-l2struct@pytorch-lat66-bs8]") == (
+        "torch-compile", "l2struct@pytorch-lat66", 8)
+
+
+def test_latency_budget_comparison_lists_each_cut_on_each_backend(tmp_path: Path) -> None:
+    names = {"fastnas-latency@onnxruntime-lat75": ("fastnas-latency", 4.0, 0.39),
+             "fastnas@onnxruntime-lat75": ("fastnas", 5.0, 0.37)}
+    benches = [_bench(t, "baseline", "baseline", 50.0, 8.0, 0.40) for t in ("onnxruntime", "pytorch")]
+    speedups = {}
+    for name, (method, gflops, mAP) in names.items():
+        for target in ("onnxruntime", "pytorch"):
+            benches.append(_bench(target, name, method, 37.5, gflops, mAP))
+            speedups[f"test_speedup[{target}-{name}-bs1]"] = {
+                **_speedup(50.0, 37.5, gflops / 8), "ci_low": 1.31, "ci_high": 1.35}
+    run = tmp_path / "0004_lat.json"
+    run.write_text(json.dumps({"benchmarks": benches, "fastnas_bench": {"speedups": speedups}}))
+    write_report([run], tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "### Latency budgets: latency-aware FastNAS vs FLOPs FastNAS vs l2struct at equal measured speed" in text
+    assert ("| onnxruntime-lat75 | onnxruntime bs1 | fastnas-latency | 0.500 | 1.333x [1.310, 1.350] | 0.50 | "
+            "0.390 | 0.500 | 0.100 |") in text
+    assert "| onnxruntime-lat75 | pytorch bs1 (other backend) | fastnas | 0.625 | 1.333x [1.310, 1.350] |" in text
+    summary = summarize(load_rows(run))
+    assert summary["variants"]["fastnas@onnxruntime-lat75"]["cut_for"] == "onnxruntime-lat75"
+    assert summary["variants"]["baseline"]["cut_for"] is None
 
 
 def _speedup(base_ms: float, pruned_ms: float, ratio: float) -> dict:

@@ -9,7 +9,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.settings import _arg_type, parse_divisors, parse_flops_targets, parse_methods, parse_profile
+from fastnas_bench.methods import get_method_class
+from fastnas_bench.settings import (
+    _arg_type,
+    parse_backends,
+    parse_divisors,
+    parse_flops_targets,
+    parse_latency_targets,
+    parse_methods,
+    parse_profile,
+    resolve_settings,
+)
 from fastnas_bench.spec import PROFILES
 
 log = logging.getLogger("fastnas_bench")
@@ -31,16 +41,25 @@ def _build(args: argparse.Namespace) -> int:
         build_variant(profile.pruned.source(), cache, device, rebuild=True)
     baseline = build_variant(profile.baseline, cache, device, rebuild=args.rebuild)
     rows.append(baseline)
+    # The same variants, names and budgets as `pytest benchmarks` with these options.
+    # (Device from --device: a CUDA profile may be dry-run on the CPU.)
+    settings = replace(resolve_settings({"profile": args.profile, "gpu": profile.device == "cuda",
+                                         "methods": args.methods, "latency_targets": args.latency_targets,
+                                         "latency_backends": args.latency_backends}), device=device)
     for method in args.methods:
+        if get_method_class(method).budget == "latency":
+            continue  # cut to latency budgets only: built below
         for target in targets:
             for divisor in divisors:
                 spec = replace(profile.pruned, method=method, flops_target=target, channel_divisor=divisor)
                 rows.append(build_variant(spec, cache, device, rebuild=args.rebuild))
-    print(f"{'variant':<12} {'divisor':>7} {'params':>10} {'GFLOPs':>8} {'ratio':>6} {'mAP50-95':>9} {'recall':>7} "
+    for name in settings.latency_names:
+        rows.append(build_variant(settings.variants[name], cache, device, rebuild=args.rebuild))
+    print(f"{'variant':<36} {'divisor':>7} {'params':>10} {'GFLOPs':>8} {'ratio':>6} {'mAP50-95':>9} {'recall':>7} "
           f"{'build s':>8}  entry")
     for v in rows:
         ratio = v.gflops / baseline.gflops
-        print(f"{v.name:<12} {v.spec.channel_divisor:>7} {v.params / 1e6:>9.2f}M {v.gflops:>8.2f} {ratio:>6.3f} {v.map50_95:>9.4f} "
+        print(f"{v.name:<36} {v.spec.channel_divisor:>7} {v.params / 1e6:>9.2f}M {v.gflops:>8.2f} {ratio:>6.3f} {v.map50_95:>9.4f} "
               f"{v.recall:>7.4f} {v.meta['build_seconds']:>8.1f}  {v.path}")
     return 0
 
@@ -71,7 +90,11 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--flops-targets", type=_arg_type(parse_flops_targets),
                        default=None, help="comma-separated FLOPs targets, e.g. 0.9,0.8,0.66,0.5")
     build.add_argument("--methods", type=_arg_type(parse_methods), default=("fastnas",),
-                       help="pruning methods: fastnas, l2struct, unstructured (comma-separated)")
+                       help="pruning methods: fastnas, l2struct, unstructured, fastnas-latency (comma-separated)")
+    build.add_argument("--latency-targets", type=_arg_type(parse_latency_targets), default=None,
+                       help="latency budgets to cut to, e.g. 0.75,0.66 (with fastnas-latency, fastnas or l2struct)")
+    build.add_argument("--latency-backends", type=_arg_type(parse_backends), default=None,
+                       help="backends the budgets are measured on (default: onnxruntime on CPU, pytorch on CUDA)")
     build.add_argument("--channel-divisors", type=_arg_type(parse_divisors), default=None,
                        help="FastNAS channel divisors to build, e.g. 8,16,32,64 (default: the profile's)")
     build.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")

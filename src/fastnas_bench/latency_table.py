@@ -248,7 +248,9 @@ def ratio_to_reference(call: Callable[[], None], reference: Callable[[], None], 
 
 
 def build_table(shapes: Mapping[str, ConvShape], budget: LatencyBudget, full_model: Callable[[], None],
-                caller: Callable[[Any, Any], Callable[[], None]] | None = None) -> LatencyTable:
+                caller: Callable[[Any, Any], Callable[[], None]] | None = None,
+                measure: Callable[[Callable[[], None], Callable[[], None], int], float] = ratio_to_reference,
+                ) -> LatencyTable:
     """Time every convolution at its grid widths, and the full model, against one reference workload.
 
     Args:
@@ -256,6 +258,7 @@ def build_table(shapes: Mapping[str, ConvShape], budget: LatencyBudget, full_mod
         budget: Backend, batch, threads of the measurement.
         full_model: One call of the full network as the backend runs it (from the latency probe).
         caller: Builds a timed call of a module on an input (default: the budget's backend).
+        measure: Times a call against the reference (a scripted one in tests).
     """
     import torch
 
@@ -266,15 +269,15 @@ def build_table(shapes: Mapping[str, ConvShape], budget: LatencyBudget, full_mod
     reference = make(torch.nn.Conv2d(64, 64, 3, 1, 1), torch.rand(budget.batch, 64, 40, 40))
     ref_ms = float(np.median(time_rounds(reference, 5, 30))) * 1e3
     empty = make(torch.nn.Conv2d(1, 1, 1), torch.rand(1, 1, 1, 1))
-    overhead = ratio_to_reference(empty, reference, LAYER_ROUNDS)
+    overhead = measure(empty, reference, LAYER_ROUNDS)
     plan = [(n, i, o) for n, s in sorted(shapes.items()) for i, o in s.grid()]
     layers: dict[str, dict[tuple[int, int], float]] = {n: {} for n in shapes}
     for done, (n, cin, cout) in enumerate(plan, 1):
         progress.step(f"latency table ({budget.backend}): layer timings", done, len(plan))
         s = shapes[n]
         call = make(_layer(s, cin, cout), torch.rand(budget.batch, cin, s.height, s.width))
-        layers[n][(cin, cout)] = max(0.0, ratio_to_reference(call, reference, LAYER_ROUNDS) - overhead) * ref_ms
-    full_ms = ratio_to_reference(full_model, reference, MODEL_ROUNDS) * ref_ms
+        layers[n][(cin, cout)] = max(0.0, measure(call, reference, LAYER_ROUNDS) - overhead) * ref_ms
+    full_ms = measure(full_model, reference, MODEL_ROUNDS) * ref_ms
     table = LatencyTable(layers, dict(shapes), 0.0, full_ms)
     conv_full = table.cost_ms({n: (s.in_full, s.out_full) for n, s in shapes.items()})
     other = max(0.0, full_ms - conv_full)

@@ -41,6 +41,8 @@ class Row:
     samples_ms: tuple[float, ...]
     flops_target: float | None = None
     channel_divisor: int | None = None
+    #: For a variant cut to a latency budget: the budget's label, e.g. ``onnxruntime-lat75``.
+    cut_for: str | None = None
 
 
 def _read_run(path: Path) -> dict[str, Any]:
@@ -77,6 +79,7 @@ def _rows(doc: dict[str, Any], path: Path) -> list[Row]:
             latency_p50_ms=float(info["latency_p50_ms"]), latency_p90_ms=float(info["latency_p90_ms"]),
             samples_ms=tuple(float(v) for v in info.get("latency_samples_ms", ())),
             flops_target=info.get("flops_target"), channel_divisor=info.get("channel_divisor"),
+            cut_for=info.get("cut_for") or cut_for(info["variant"]),
         ))
     if not rows:
         raise BadInputError(f"{path} holds no fastnas-bench test_latency results")
@@ -88,13 +91,32 @@ def _speedups(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return dict(doc.get("fastnas_bench", {}).get("speedups", {}))
 
 
+def _target_ids() -> list[str]:
+    """Every backend target id (``onnxruntime``, ``tensorrt-fp16``, ``torch-compile``), longest first."""
+    from fastnas_bench.backends import BACKEND_NAMES
+
+    return sorted({t for b in BACKEND_NAMES for t in (b, f"{b}-fp16")}, key=len, reverse=True)
+
+
 def split_test_id(test_id: str) -> tuple[str, str, int] | None:
-    """``test_speedup[tensorrt-fp16-fastnas66-bs8]`` → (``tensorrt-fp16``, ``fastnas66``, 8)."""
+    """``test_speedup[tensorrt-fp16-fastnas66-bs8]`` → (``tensorrt-fp16``, ``fastnas66``, 8).
+
+    Both targets and variant names may hold '-' (``fastnas-latency@onnxruntime-lat75``): the target
+    is the longest known target id the inner id starts with.
+    """
     inner = test_id.partition("[")[2].rstrip("]")
-    parts = inner.rsplit("-", 2)  # variant names hold no '-', backend targets may (tensorrt-fp16)
-    if len(parts) != 3 or not parts[2].startswith("bs") or not parts[2][2:].isdigit():
+    rest, _, batch = inner.rpartition("-")
+    if not batch.startswith("bs") or not batch[2:].isdigit():
         return None
-    return parts[0], parts[1], int(parts[2][2:])
+    target = next((t for t in _target_ids() if rest.startswith(t + "-")), None)
+    if target is None:
+        return None
+    return target, rest[len(target) + 1:], int(batch[2:])
+
+
+def cut_for(variant: str) -> str | None:
+    """``fastnas-latency@onnxruntime-lat75`` → ``onnxruntime-lat75`` (the budget it was cut to); else ``None``."""
+    return variant.partition("@")[2] or None
 
 
 def _pct(new: float, old: float) -> str:
@@ -117,7 +139,7 @@ def summarize(rows: list[Row], speedups: dict[str, dict[str, Any]] | None = None
     variants: dict[str, dict[str, Any]] = {}
     for r in latest:
         v = variants.setdefault(r.variant, {
-            "method": r.method, "params": r.params, "gflops": r.gflops, "flops_ratio": r.gflops / base_gflops,
+            "method": r.method, "cut_for": r.cut_for, "params": r.params, "gflops": r.gflops, "flops_ratio": r.gflops / base_gflops,
             "flops_target": r.flops_target, "channel_divisor": r.channel_divisor,
             "map50_95": r.map50_95, "recall": r.recall, "ap_small": r.ap_small, "latency": {},
         })
@@ -248,6 +270,42 @@ def _variants_table(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _latency_comparison(summary: dict[str, Any]) -> list[str]:
+    """Variants cut to the same latency budget, side by side, on every backend the run timed them on."""
+    cut = {n: v for n, v in summary["variants"].items() if v.get("cut_for")}
+    if not cut:
+        return []
+    lines = [
+        "",
+        "### Latency budgets: latency-aware FastNAS vs FLOPs FastNAS vs l2struct at equal measured speed",
+        "",
+        "Each variant was cut to the budget on the backend it names (`fastnas-latency`: knapsack over FastNAS's "
+        "sensitivity map and a measured latency table; `fastnas`/`l2struct`: FLOPs target bisected until the "
+        "measured latency met it), then fine-tuned with the same budget. Speedups are paired ABBA figures with "
+        "their 95% interval; a row whose backend is not the one it was cut for shows what the cut does elsewhere.",
+        "",
+        "| Cut for | Measured on | Method | FLOPs ratio | Speedup [95% CI] | Efficiency | mAP50-95 | Recall | AP_small |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = []
+    for name, v in cut.items():
+        for lat in v["latency"].values():
+            value, eff, source = _best_speedup(lat)
+            if value is None:
+                continue
+            interval = (f" [{lat['interleaved_ci_low']:.3f}, {lat['interleaved_ci_high']:.3f}]"
+                        if source == "interleaved" and "interleaved_ci_low" in lat else "†")
+            measured_on = f"{lat['target']} bs{lat['batch']}"
+            same = v["cut_for"].rsplit("-lat", 1)[0] == lat["target"]
+            rows.append((v["cut_for"], not same, measured_on, v["method"],
+                         f"| {v['cut_for']} | {measured_on}{'' if same else ' (other backend)'} | {v['method']} | "
+                         f"{v['flops_ratio']:.3f} | {value:.3f}x{interval} | {'—' if eff is None else f'{eff:.2f}'} | "
+                         f"{v['map50_95']:.3f} | {v['recall']:.3f} | "
+                         f"{'—' if v['ap_small'] is None else format(v['ap_small'], '.3f')} |"))
+    lines += [row[-1] for row in sorted(rows, key=lambda r: r[:4])]
+    return lines
+
+
 def divisor_groups(summary: dict[str, Any]) -> dict[tuple[str, float], dict[int, str]]:
     """Variants of one method and FLOPs target built with several channel divisors: {divisor: name}."""
     groups: dict[tuple[str, float], dict[int, str]] = defaultdict(dict)
@@ -359,6 +417,7 @@ def to_markdown(reports: list[tuple[dict[str, Any], dict[str, dict[str, Any]], l
         lines += _seed_table(summary)
         lines += _speedup_table(speedups)
         lines += _variants_table(summary)
+        lines += _latency_comparison(summary)
         lines += _divisor_study(summary)
         lines += _batch_scaling(summary)
         lines.append("")
@@ -443,7 +502,8 @@ def pareto_series(summary: dict[str, Any]) -> dict[str, list[tuple[float, float,
             value = _best_speedup(lat)[0]
             if name == "baseline" or value is None:
                 continue
-            key = (v["method"], lat["target"], lat["batch"])
+            method = v["method"] if not v.get("cut_for") else f"{v['method']} (latency-cut)"
+            key = (method, lat["target"], lat["batch"])
             if not series[key]:
                 series[key].append((1.0, variants["baseline"]["map50_95"], "baseline"))
             series[key].append((1.0 / value, v["map50_95"], name))

@@ -1,0 +1,116 @@
+"""Latency budgets: specs and options, FLOPs bisection to a measured latency, and the latency-aware
+selection's aim correction, with scripted measurements."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from torch import nn
+
+from fastnas_bench.errors import BadInputError
+from fastnas_bench.latency_probe import LatencyRatio, match_latency
+from fastnas_bench.methods.fastnas_latency import _select_to
+from fastnas_bench.settings import parse_latency_targets, resolve_settings
+from fastnas_bench.spec import LatencyBudget, VariantSpec
+
+BUDGET = LatencyBudget(target=0.75, backend="onnxruntime", machine="cpu-class-a", threads=2)
+
+
+def test_a_latency_spec_names_its_backend_and_keeps_other_keys_stable() -> None:
+    flops = VariantSpec(method="fastnas", flops_target=0.66)
+    cut = VariantSpec(method="fastnas-latency", latency=BUDGET)
+    assert cut.name == "fastnas-latency@onnxruntime-lat75"
+    assert VariantSpec(method="fastnas", latency=BUDGET).name == "fastnas@onnxruntime-lat75"
+    # Specs without a budget hash as before the field existed (their cached entries stay valid).
+    assert "latency" not in flops.key() and flops.key() == VariantSpec(method="fastnas", flops_target=0.66).key()
+    assert cut.key() != VariantSpec(method="fastnas-latency", latency=replace(BUDGET, machine="other")).key()
+    assert cut.source() == flops.source() and cut.baseline().latency is None
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"method": "unstructured", "latency": BUDGET}, "takes a flops_target, not a latency budget"),
+    ({"method": "fastnas", "flops_target": 0.66, "latency": BUDGET}, "not both"),
+    ({"method": "fastnas"}, "needs a flops_target or a latency budget"),
+    ({"method": "baseline", "latency": BUDGET}, "takes no flops_target or latency budget"),
+])
+def test_bad_latency_specs(kwargs: dict, match: str) -> None:
+    with pytest.raises(BadInputError, match=match):
+        VariantSpec(**kwargs)
+
+
+@pytest.mark.parametrize("value", ["0", "1", "1.5", "x", "-10%"])
+def test_bad_latency_targets_name_the_value(value: str) -> None:
+    with pytest.raises(BadInputError, match=f"latency target '{value}'"):
+        parse_latency_targets(value)
+
+
+def test_options_make_one_variant_per_budget_backend_and_method() -> None:
+    settings = resolve_settings({"methods": ("fastnas-latency", "fastnas"), "latency_targets": (0.75, 0.66),
+                                 "latency_backends": ("onnxruntime", "pytorch")})
+    assert settings.latency_names == (
+        "fastnas-latency@onnxruntime-lat75", "fastnas@onnxruntime-lat75", "fastnas-latency@onnxruntime-lat66",
+        "fastnas@onnxruntime-lat66", "fastnas-latency@pytorch-lat75", "fastnas@pytorch-lat75",
+        "fastnas-latency@pytorch-lat66", "fastnas@pytorch-lat66")
+    # The FLOPs variant of the profile stays; the latency-only method has none.
+    assert settings.flops_names == ("fastnas66",) and settings.primary_pruned_name == "fastnas66"
+    budget = settings.variants["fastnas@pytorch-lat66"].latency
+    assert budget is not None and (budget.imgsz, budget.batch, budget.threads) == (
+        settings.profile.bench_imgsz, settings.profile.batch_sizes[0], settings.threads)
+    assert budget.machine == settings.machine != ""
+    default = resolve_settings({"methods": ("fastnas-latency",), "latency_targets": (0.7,)})
+    assert default.latency_names == ("fastnas-latency@onnxruntime-lat70",)
+
+
+@pytest.mark.parametrize(("opts", "match"), [
+    ({"methods": ("fastnas-latency",)}, "add --latency-targets"),
+    ({"latency_backends": ("pytorch",)}, "add --latency-targets"),
+    ({"methods": ("unstructured",), "latency_targets": (0.7,)}, "none of the methods unstructured takes"),
+])
+def test_contradictory_latency_options(opts: dict, match: str) -> None:
+    with pytest.raises(BadInputError, match=match):
+        resolve_settings(opts)
+
+
+def _ratio(value: float) -> LatencyRatio:
+    return LatencyRatio(value, value * 0.99, value * 1.01, 30)
+
+
+def test_bisection_finds_the_largest_flops_target_that_meets_the_latency() -> None:
+    # Latency falls with FLOPs at an efficiency of 0.5 (ratio = 0.5 + flops / 2).
+    tried = []
+
+    def prune_at(flops: float) -> nn.Module:
+        tried.append(flops)
+        module = nn.Identity()
+        module.flops = flops  # type: ignore[assignment]
+        return module
+
+    model, flops, measured, history = match_latency(prune_at, lambda m: _ratio(0.5 + m.flops / 2), 0.75, steps=6)
+    assert flops <= 0.5 and flops > 0.5 - 0.7 / 2**6 * 2 and measured.ratio <= 0.75
+    assert model.flops == flops and len(tried) == len(history) == 6  # a fixed number of steps, whatever the outcome
+
+
+def test_a_flops_target_the_method_cannot_reach_counts_as_too_low_and_none_reached_is_an_error() -> None:
+    def prune_at(flops: float) -> nn.Module:
+        if flops < 0.6:
+            raise BadInputError(f"FLOPs target {flops:g} is out of reach")
+        return nn.Identity()
+
+    with pytest.raises(BadInputError, match="no FLOPs target in .* met latency target 0.5"):
+        match_latency(prune_at, lambda m: _ratio(0.9), 0.5, steps=4)
+
+
+def test_selection_moves_its_aim_until_the_whole_selection_meets_the_budget() -> None:
+    # Two coupled layers: the knapsack adds each one's saving, but narrowing both saves less than
+    # the sum (a conv between them shrinks in input and output). The table's cost sees that.
+    loss = {"a": {16: 0.01, 32: 0.0}, "b": {16: 0.02, 32: 0.0}, "c": {8: 0.05, 16: 0.0}}
+    saving = {"a": {16: 0.20, 32: 0.0}, "b": {16: 0.20, 32: 0.0}, "c": {8: 0.30, 16: 0.0}}
+
+    def cost(widths: dict[str, int]) -> float:
+        a, b, c = widths.get("a", 32) == 16, widths.get("b", 32) == 16, widths.get("c", 16) == 8
+        return 1.0 - 0.2 * a - 0.2 * b + 0.1 * (a and b) - 0.3 * c
+
+    widths, predicted = _select_to(0.65, loss, saving, cost, 1.0)
+    # The least-loss pick by the sum, a+b (0.60), costs 0.70: the aim moves until c+a (0.50) is chosen.
+    assert widths == {"a": 16, "b": 32, "c": 8} and predicted == pytest.approx(0.5)
