@@ -25,8 +25,8 @@ from fastnas_bench.backends import get_backend_class
 from fastnas_bench.backends.base import Backend, BackendRequest
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.machine import machine_class
-from fastnas_bench.timing import time_rounds
 from fastnas_bench.spec import LatencyBudget
+from fastnas_bench.timing import time_rounds
 from fastnas_bench.verdicts import PairedSpeedup, paired_speedup
 
 log = logging.getLogger(__name__)

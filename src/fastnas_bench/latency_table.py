@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import logging
 import time
@@ -90,7 +91,7 @@ def _axis(values: Sequence[int], x: float) -> tuple[int, int, float]:
     """Bracketing grid values around ``x`` and the weight of the upper one (clamped to the grid)."""
     if x <= values[0]:
         return values[0], values[0], 0.0
-    for lo, hi in zip(values, values[1:]):
+    for lo, hi in itertools.pairwise(values):
         if x <= hi:
             return lo, hi, (x - lo) / (hi - lo)
     return values[-1], values[-1], 0.0

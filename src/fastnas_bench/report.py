@@ -279,16 +279,16 @@ def _latency_comparison(summary: dict[str, Any]) -> list[str]:
         "",
         "### Latency budgets: latency-aware FastNAS vs FLOPs FastNAS vs l2struct at equal measured speed",
         "",
-        "Each variant was cut to the budget on the backend it names (`fastnas-latency`: knapsack over FastNAS's "
-        "sensitivity map and a measured latency table; `fastnas`/`l2struct`: FLOPs target bisected until the "
-        "measured latency met it), then fine-tuned with the same budget. Speedups are paired ABBA figures with "
-        "their 95% interval; a row whose backend is not the one it was cut for shows what the cut does elsewhere.",
+        ("Each variant was cut to the budget on the backend it names (`fastnas-latency`: knapsack over FastNAS's "
+         "sensitivity map and a measured latency table; `fastnas`/`l2struct`: FLOPs target bisected until the "
+         "measured latency met it), then fine-tuned with the same budget. Speedups are paired ABBA figures with "
+         "their 95% interval; a row whose backend is not the one it was cut for shows what the cut does elsewhere."),
         "",
         "| Cut for | Measured on | Method | FLOPs ratio | Speedup [95% CI] | Efficiency | mAP50-95 | Recall | AP_small |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     rows = []
-    for name, v in cut.items():
+    for v in cut.values():
         for lat in v["latency"].values():
             value, eff, source = _best_speedup(lat)
             if value is None:
@@ -297,11 +297,11 @@ def _latency_comparison(summary: dict[str, Any]) -> list[str]:
                         if source == "interleaved" and "interleaved_ci_low" in lat else "†")
             measured_on = f"{lat['target']} bs{lat['batch']}"
             same = v["cut_for"].rsplit("-lat", 1)[0] == lat["target"]
-            rows.append((v["cut_for"], not same, measured_on, v["method"],
-                         f"| {v['cut_for']} | {measured_on}{'' if same else ' (other backend)'} | {v['method']} | "
-                         f"{v['flops_ratio']:.3f} | {value:.3f}x{interval} | {'—' if eff is None else f'{eff:.2f}'} | "
-                         f"{v['map50_95']:.3f} | {v['recall']:.3f} | "
-                         f"{'—' if v['ap_small'] is None else format(v['ap_small'], '.3f')} |"))
+            ap_small = "—" if v["ap_small"] is None else f"{v['ap_small']:.3f}"
+            line = (f"| {v['cut_for']} | {measured_on}{'' if same else ' (other backend)'} | {v['method']} | "
+                    f"{v['flops_ratio']:.3f} | {value:.3f}x{interval} | {'—' if eff is None else f'{eff:.2f}'} | "
+                    f"{v['map50_95']:.3f} | {v['recall']:.3f} | {ap_small} |")
+            rows.append((v["cut_for"], not same, measured_on, v["method"], line))
     lines += [row[-1] for row in sorted(rows, key=lambda r: r[:4])]
     return lines
 

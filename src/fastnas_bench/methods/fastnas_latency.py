@@ -38,7 +38,7 @@ from fastnas_bench.methods.base import PruneContext, PruneMethod, register
 from fastnas_bench.methods.fastnas import CALIB_BATCHES, sensitivity_map
 from fastnas_bench.methods.search_space import searchable, subnet
 from fastnas_bench.models import model_gflops
-from fastnas_bench.selection import select_widths
+from fastnas_bench.selection import RESOLUTION, select_widths
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +136,20 @@ def _select_to(aim: float, loss: dict[str, dict[int, float]], saving: dict[str, 
 
     The knapsack adds each choice's saving at full width; the table's cost of the whole selection is
     what counts. The knapsack's goal is moved by the ratio of the two, a fixed number of times.
+    Where the table predicts nothing at or under ``aim`` (it can read a backend slower than it
+    runs), the selection it predicts fastest is returned: the measurement decides, and its
+    measured/predicted factor moves the next aim.
     """
-    goal = aim
+    # Below this goal the knapsack has nothing to offer: every layer at its narrowest.
+    floor = 1.0 - sum(max(0.0, *s.values()) for s in saving.values()) + RESOLUTION
+    goal = max(aim, floor)
     best: tuple[dict[str, int], float] | None = None
+    fastest: tuple[dict[str, int], float] | None = None
     for _ in range(AIM_STEPS):
         widths = select_widths(loss, saving, 1.0 - goal)
         predicted = cost_ms(widths) / full_ms
+        if fastest is None or predicted < fastest[1]:
+            fastest = (widths, predicted)
         if predicted <= aim:
             if best is None or predicted > best[1]:
                 best = (widths, predicted)
@@ -150,8 +158,10 @@ def _select_to(aim: float, loss: dict[str, dict[int, float]], saving: dict[str, 
             goal = min(1.0, goal * aim / predicted)
         else:
             # Widths are discrete: a goal moved only by the ratio can stall just above the aim.
-            goal = goal * aim / predicted - AIM_TOLERANCE / 2
+            goal = max(floor, goal * aim / predicted - AIM_TOLERANCE / 2)
     if best is None:
-        raise BadInputError(f"the latency table predicts no selection at or under {aim:.4f} "
-                            f"(last {predicted:.4f} of the full model)")
+        assert fastest is not None
+        log.info("the latency table predicts no selection at or under %.4f (fastest %.4f); measuring that one",
+                 aim, fastest[1])
+        return fastest
     return best
