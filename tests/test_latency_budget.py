@@ -114,3 +114,15 @@ def test_selection_moves_its_aim_until_the_whole_selection_meets_the_budget() ->
     widths, predicted = _select_to(0.65, loss, saving, cost, 1.0)
     # The least-loss pick by the sum, a+b (0.60), costs 0.70: the aim moves until c+a (0.50) is chosen.
     assert widths == {"a": 16, "b": 32, "c": 8} and predicted == pytest.approx(0.5)
+
+
+def test_where_the_table_predicts_nothing_under_the_aim_its_fastest_selection_is_measured() -> None:
+    # The table reads this backend slower than it runs: at best 0.70 by its own figures.
+    loss = {"a": {16: 0.01, 32: 0.0}, "b": {16: 0.02, 32: 0.0}}
+    saving = {"a": {16: 0.15, 32: 0.0}, "b": {16: 0.15, 32: 0.0}}
+
+    def cost(widths: dict[str, int]) -> float:
+        return 1.0 - 0.15 * (widths.get("a", 32) == 16) - 0.15 * (widths.get("b", 32) == 16)
+
+    widths, predicted = _select_to(0.66, loss, saving, cost, 1.0)
+    assert widths == {"a": 16, "b": 16} and predicted == pytest.approx(0.70)

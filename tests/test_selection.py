@@ -8,7 +8,7 @@ import random
 import pytest
 
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.selection import select_widths
+from fastnas_bench.selection import reachable_saving, select_widths
 
 # Two layers: "a" is cheap to narrow in accuracy but saves little; "b" costs accuracy and saves a lot.
 LOSS = {"a": {16: 0.00, 32: 0.00, 64: 0.0}, "b": {8: 0.10, 16: 0.03, 32: 0.0}}
@@ -70,3 +70,14 @@ def test_a_choice_measured_slower_is_never_counted_as_a_saving() -> None:
 def test_an_unreachable_budget_is_a_one_line_error_naming_the_values() -> None:
     with pytest.raises(BadInputError, match=r"latency saving 0\.400 is out of reach.*saves 0\.350"):
         select_widths(LOSS, SAVING, 0.40)
+
+
+def test_the_reachable_saving_is_exactly_reachable() -> None:
+    # Savings that are not multiples of the programme's step: their sum, rounded per choice, is reached.
+    saving = {"a": {16: 0.10037, 64: 0.0}, "b": {8: 0.20049, 32: 0.0}, "c": {4: 0.05013, 8: 0.0}}
+    loss = {n: {w: 0.0 for w in choices} for n, choices in saving.items()}
+    most = reachable_saving(saving)
+    assert 0.35 - 3 * 5e-4 <= most <= 0.35099
+    assert select_widths(loss, saving, most) == {"a": 16, "b": 8, "c": 4}
+    with pytest.raises(BadInputError):
+        select_widths(loss, saving, most + 5e-4)

@@ -73,7 +73,7 @@ def select_widths(
         best = nxt
         back.append(step)
     if best[need] == inf:
-        most = sum(max(0.0, max(saving[n].values(), default=0.0)) for n in names)
+        most = reachable_saving({n: saving[n] for n in names}, resolution)
         raise BadInputError(f"latency saving {required_saving:.3f} is out of reach: narrowing every layer as far as "
                             f"allowed saves {most:.3f} by the latency table")
     chosen: dict[str, int] = {}
@@ -83,3 +83,8 @@ def select_widths(
         chosen[name] = width
     return chosen
 
+
+def reachable_saving(saving: Mapping[str, Mapping[int, float]], resolution: float = RESOLUTION) -> float:
+    """The largest saving :func:`select_widths` can reach: every hparam at its best choice, in its steps."""
+    units = sum(math.floor(max(0.0, *map(float, choices.values())) / resolution + 1e-9) for choices in saving.values())
+    return units * resolution

@@ -38,7 +38,7 @@ from fastnas_bench.methods.base import PruneContext, PruneMethod, register
 from fastnas_bench.methods.fastnas import CALIB_BATCHES, sensitivity_map
 from fastnas_bench.methods.search_space import searchable, subnet
 from fastnas_bench.models import model_gflops
-from fastnas_bench.selection import RESOLUTION, select_widths
+from fastnas_bench.selection import reachable_saving, select_widths
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def _select_to(aim: float, loss: dict[str, dict[int, float]], saving: dict[str, 
     measured/predicted factor moves the next aim.
     """
     # Below this goal the knapsack has nothing to offer: every layer at its narrowest.
-    floor = 1.0 - sum(max(0.0, *s.values()) for s in saving.values()) + RESOLUTION
+    floor = 1.0 - reachable_saving(saving)
     goal = max(aim, floor)
     best: tuple[dict[str, int], float] | None = None
     fastest: tuple[dict[str, int], float] | None = None
