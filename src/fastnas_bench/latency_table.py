@@ -9,7 +9,7 @@ latency lookup table, made two-dimensional because a conv's cost is its input ti
 
 Why per layer and not the whole model with one layer narrowed at a time: on this project's 2-core
 VM a paired whole-model ratio has a per-round noise of about 6.6%, while narrowing one layer saves
-0-5% of the model; even 12 rounds per entry left table entries off by ±10-30% (measured), and a
+0-5% of the model; a 6-round table of that kind read entries of ±10-30% (measured), and a
 knapsack then picks the layers whose noise read fastest. A single layer timed alone carries the
 same relative noise on a figure 20-100× smaller.
 

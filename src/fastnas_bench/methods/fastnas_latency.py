@@ -109,7 +109,7 @@ class LatencyAwareFastNAS(PruneMethod):
                 break
             # What the table does not see (fusion, memory traffic, threading of narrow layers) makes
             # the network slower or faster than predicted, by a factor that differs per backend
-            # (measured: ORT about 1.04, PyTorch about 0.88). Pooled over the attempts so far, the
+            # (measured: ORT 1.01-1.06, PyTorch 0.82-0.94). Pooled over the attempts so far, the
             # median factor sets the next aim, less a quarter of the interval width so that one
             # draw of noise does not decide again. A cut far under the budget is corrected too: it
             # would give away accuracy that the budget allows to keep.
