@@ -95,7 +95,7 @@ def test_unreachable_flops_target_is_a_one_line_error_naming_the_values() -> Non
 
     spec = replace(VariantSpec(model="yolov8n", data="generated", method="fastnas", flops_target=0.66), channel_divisor=64)
     with pytest.raises(BadInputError, match=r"^FLOPs target 0.66 is out of reach for yolov8n with channel divisor 64: "):
-        with _unreachable_as_bad_input(spec):
+        with _unreachable_as_bad_input(spec, 0.66):
             raise ValueError("\nProfiling ...\nNOT all constraints can be satisfied within the search space, see above!")
-    with pytest.raises(ValueError, match="unrelated"), _unreachable_as_bad_input(spec):
+    with pytest.raises(ValueError, match="unrelated"), _unreachable_as_bad_input(spec, 0.66):
         raise ValueError("unrelated")
