@@ -126,3 +126,22 @@ def test_where_the_table_predicts_nothing_under_the_aim_its_fastest_selection_is
 
     widths, predicted = _select_to(0.66, loss, saving, cost, 1.0)
     assert widths == {"a": 16, "b": 16} and predicted == pytest.approx(0.70)
+
+
+@pytest.mark.parametrize(("opts", "match"), [
+    ({"methods": ("fastnas-latency",), "latency_targets": (0.751, 0.749)}, "name the same percentage twice"),
+    ({"methods": ("fastnas-latency",), "latency_targets": (0.7,), "latency_backends": ("torch-compile",)},
+     "cannot cut for torch-compile"),
+])
+def test_latency_options_that_could_only_fail_after_a_build_fail_now(opts: dict, match: str) -> None:
+    with pytest.raises(BadInputError, match=match):
+        resolve_settings(opts)
+
+
+def test_layer_tables_of_onnxruntime_on_cuda_are_refused_by_name() -> None:
+    from fastnas_bench.latency_table import layer_caller
+
+    with pytest.raises(BadInputError, match="ONNX Runtime layers on the CPU only"):
+        layer_caller("onnxruntime", 2, device="cuda")
+    with pytest.raises(BadInputError, match="not 'tensorrt'"):
+        layer_caller("tensorrt", 2)

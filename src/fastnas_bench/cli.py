@@ -11,7 +11,9 @@ from pathlib import Path
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.methods import get_method_class
 from fastnas_bench.settings import (
+    LATENCY_BACKEND_DEFAULT,
     _arg_type,
+    latency_machine,
     parse_backends,
     parse_divisors,
     parse_flops_targets,
@@ -43,9 +45,11 @@ def _build(args: argparse.Namespace) -> int:
     rows.append(baseline)
     # The same variants, names and budgets as `pytest benchmarks` with these options.
     # (Device from --device: a CUDA profile may be dry-run on the CPU.)
-    settings = replace(resolve_settings({"profile": args.profile, "gpu": profile.device == "cuda",
-                                         "methods": args.methods, "latency_targets": args.latency_targets,
-                                         "latency_backends": args.latency_backends}), device=device)
+    settings = resolve_settings({"profile": args.profile, "gpu": profile.device == "cuda", "methods": args.methods,
+                                 "latency_targets": args.latency_targets, "latency_backends": args.latency_backends})
+    if settings.latency_targets and device != settings.device:
+        settings = replace(settings, device=device, machine=latency_machine(device),
+                           latency_backends=args.latency_backends or LATENCY_BACKEND_DEFAULT[device])
     for method in args.methods:
         if get_method_class(method).budget == "latency":
             continue  # cut to latency budgets only: built below

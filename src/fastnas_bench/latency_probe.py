@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from fastnas_bench.backends import get_backend_class
-from fastnas_bench.backends.base import Backend, BackendRequest
+from fastnas_bench.backends.base import Backend, BackendRequest, BackendUnavailable
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.machine import machine_class
 from fastnas_bench.spec import LatencyBudget
@@ -105,7 +105,10 @@ class LatencyProbe:
         request = BackendRequest(weights=weights, onnx=onnx, device=self.budget.device,  # type: ignore[arg-type]
                                  precision=self.budget.precision, batch=self.budget.batch,  # type: ignore[arg-type]
                                  imgsz=self.budget.imgsz, threads=self.budget.threads)
-        run = self._cls(request).runner(self._images)
+        try:
+            run = self._cls(request).runner(self._images)
+        except BackendUnavailable as e:
+            raise BadInputError(f"cannot cut for {self.budget.backend} on {self.budget.device}: {e}") from None
         time_rounds(run, WARMUP_CALLS, 0)
         return run
 
@@ -144,7 +147,7 @@ def match_latency(
     lo, hi = low, 1.0
     best: tuple[nn.Module, float, LatencyRatio] | None = None
     history: list[dict[str, Any]] = []
-    flops = target  # a first guess: a FLOPs cut as deep as the latency cut
+    flops = min(max(target, low), 1.0)  # a first guess: a FLOPs cut as deep as the latency cut
     for _ in range(steps):
         try:
             model = prune_at(flops)

@@ -196,15 +196,20 @@ def _layer(shape: ConvShape, cin: int, cout: int) -> Any:
     return torch.nn.Sequential(conv, torch.nn.SiLU()) if shape.act else conv
 
 
-def _torch_call(module: Any, x: Any, threads: int) -> Callable[[], None]:
+def _torch_call(module: Any, x: Any, threads: int, device: str = "cpu", precision: str = "fp32") -> Callable[[], None]:
     import torch
 
     torch.set_num_threads(threads)
-    module = module.eval()
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    module = module.eval().to(device, dtype)
+    x = x.to(device, dtype)
+    cuda = device.startswith("cuda")
 
     def call() -> None:
         with torch.inference_mode():
             module(x)
+        if cuda:  # the wall time must be the device's time, as in the benchmark's runner
+            torch.cuda.synchronize()
 
     return call
 
@@ -227,12 +232,19 @@ def _ort_call(module: Any, x: Any, threads: int) -> Callable[[], None]:
     return call
 
 
-def layer_caller(backend: str, threads: int) -> Callable[[Any, Any], Callable[[], None]]:
-    """How ``backend`` runs one module on one input: a zero-argument call, loaded and ready."""
+def layer_caller(backend: str, threads: int, device: str = "cpu",
+                 precision: str = "fp32") -> Callable[[Any, Any], Callable[[], None]]:
+    """How ``backend`` runs one module on one input on ``device``: a zero-argument call, loaded and ready.
+
+    Raises:
+        BadInputError: for a backend (or ORT on CUDA) whose single layers this table cannot time.
+    """
     if backend == "onnxruntime":
+        if device != "cpu":
+            raise BadInputError("latency tables time ONNX Runtime layers on the CPU only; cut for pytorch on CUDA")
         return lambda module, x: _ort_call(module, x, threads)
     if backend == "pytorch":
-        return lambda module, x: _torch_call(module, x, threads)
+        return lambda module, x: _torch_call(module, x, threads, device, precision)
     raise BadInputError(f"latency tables time single layers on {', '.join(LAYER_BACKENDS)} only, not {backend!r}")
 
 
@@ -264,7 +276,7 @@ def build_table(shapes: Mapping[str, ConvShape], budget: LatencyBudget, full_mod
     import torch
 
     started = time.perf_counter()
-    make = caller or layer_caller(budget.backend, budget.threads)
+    make = caller or layer_caller(budget.backend, budget.threads, budget.device, budget.precision)
     torch.manual_seed(0)
     # The reference: a mid-sized convolution on the same backend, timed beside every entry.
     reference = make(torch.nn.Conv2d(64, 64, 3, 1, 1), torch.rand(budget.batch, 64, 40, 40))

@@ -179,7 +179,7 @@ def _fmt_speedup(lat: dict[str, Any]) -> str:
 
 def _seed_table(summary: dict[str, Any]) -> list[str]:
     variants = summary["variants"]
-    fastnas = [n for n, v in variants.items() if v["method"] == "fastnas"]
+    fastnas = [n for n, v in variants.items() if v["method"] == "fastnas" and not v.get("cut_for")]
     if not fastnas:
         return []
     # In a sweep, the variant nearest the reference's 66% target is the one to set beside it.

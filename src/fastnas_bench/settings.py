@@ -216,6 +216,18 @@ class BenchSettings:
 LATENCY_BACKEND_DEFAULT: dict[str, tuple[str, ...]] = {"cpu": ("onnxruntime",), "cuda": ("pytorch",)}
 
 
+def latency_machine(device: str) -> str:
+    """The machine class latency cuts are measured on; a one-line error where ``device`` is missing."""
+    from fastnas_bench.machine import machine_class
+
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BadInputError("--gpu: no usable CUDA GPU (torch.cuda.is_available() is False)")
+    return machine_class(device)
+
+
 def cpu_threads() -> int:
     """Cores this process may use (respects affinity masks and container limits)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -273,9 +285,17 @@ def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
     machine = ""
     if latency_targets:
         latency_backends = latency_backends or LATENCY_BACKEND_DEFAULT[device]
-        from fastnas_bench.machine import machine_class
+        labels = [round(t * 100) for t in latency_targets]
+        if len(set(labels)) != len(labels):
+            raise BadInputError(f"latency targets {','.join(map(str, latency_targets))} name the same percentage twice")
+        if "fastnas-latency" in methods:
+            from fastnas_bench.latency_table import LAYER_BACKENDS
 
-        machine = machine_class(device)
+            untimed = [b for b in latency_backends if b not in LAYER_BACKENDS]
+            if untimed:
+                raise BadInputError(f"fastnas-latency cannot cut for {', '.join(untimed)}: its latency table times "
+                                    f"single layers on {', '.join(LAYER_BACKENDS)} only")
+        machine = latency_machine(device)
     # Every backend is parametrized by default, so one that cannot run here shows as a skip with
     # its reason rather than vanishing from the report.
     backends = opts.get("backends") or default_backends(device)

@@ -156,7 +156,7 @@ class FastNAS(PruneMethod):
         calibration = _calibration_batches(ctx, self.calib_batches)
         if spec.latency is not None:
             pruned, notes = prune_to_latency(
-                lambda target: self._prune_to_flops(model, ctx, target, score, calibration), model, ctx)
+                lambda target: self._prune_to_flops(model, ctx, target, score, calibration), model, ctx, self.notes)
             self.notes.update(notes)
         else:
             assert spec.flops_target is not None  # guaranteed by VariantSpec
@@ -280,7 +280,12 @@ def sensitivity_map(model: DetectionModel, ctx: PruneContext, calib_batches: int
     if not _has_map(checkpoint):
         progress.report("no FastNAS sensitivity map for this source yet: running the FastNAS search once")
         spec = replace(ctx.spec, method="fastnas", latency=None, flops_target=MAP_SEARCH_FLOPS_TARGET)
-        FastNAS(score=score, calib_batches=calib_batches).prune(model, replace(ctx, spec=spec))
+        try:
+            FastNAS(score=score, calib_batches=calib_batches).prune(model, replace(ctx, spec=spec))
+        except BadInputError:
+            # A target out of reach fails the subnet, not necessarily the map: use the map if it was stored.
+            if not _has_map(checkpoint):
+                raise
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     return {name: {int(c): max(0.0, float(v)) for c, v in choices.items()}
             for name, choices in state["sensitivity_map"].items()}

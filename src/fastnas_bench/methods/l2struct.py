@@ -46,7 +46,8 @@ class UniformNormPruning(PruneMethod):
     def prune(self, model: DetectionModel, ctx: PruneContext) -> DetectionModel:
         spec = ctx.spec
         if spec.latency is not None:
-            pruned, notes = prune_to_latency(lambda t: self._prune_to_flops(model, spec.channel_divisor, t), model, ctx)
+            pruned, notes = prune_to_latency(lambda t: self._prune_to_flops(model, spec.channel_divisor, t), model, ctx,
+                                             self.notes)
             self.notes.update(notes)
             return pruned
         target = ctx.match_flops_ratio if ctx.match_flops_ratio is not None else spec.flops_target

@@ -22,10 +22,12 @@ BISECTION_STEPS = 6
 MATCH_ROUNDS = 30
 
 
-def prune_to_latency(prune_at: Callable[[float], nn.Module], source: nn.Module,
-                     ctx: PruneContext) -> tuple[nn.Module, dict[str, Any]]:
+def prune_to_latency(prune_at: Callable[[float], nn.Module], source: nn.Module, ctx: PruneContext,
+                     notes: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """The network ``prune_at(flops_target)`` gives at the largest FLOPs target whose measured latency
     ratio meets ``ctx.spec.latency``; with notes for the variant's metadata.
+
+    ``notes`` (the method's own, which each ``prune_at`` call rewrites) is left as the kept step left it.
     """
     budget = ctx.spec.latency
     assert budget is not None
@@ -37,7 +39,18 @@ def prune_to_latency(prune_at: Callable[[float], nn.Module], source: nn.Module,
                       BISECTION_STEPS)
         return probe.ratio(model, MATCH_ROUNDS)
 
-    model, flops_target, measured, history = match_latency(prune_at, measure, budget.target, BISECTION_STEPS)
+    kept: dict[float, dict[str, Any]] = {}
+
+    def pruned_at(flops: float) -> nn.Module:
+        model = prune_at(flops)
+        if notes is not None:
+            kept[flops] = dict(notes)
+        return model
+
+    model, flops_target, measured, history = match_latency(pruned_at, measure, budget.target, BISECTION_STEPS)
+    if notes is not None:
+        notes.clear()
+        notes.update(kept[flops_target])
     return model, {"flops_target": round(flops_target, 4), "latency_ratio_before_finetune": round(measured.ratio, 4),
                    "latency_ratio_ci": [round(measured.ratio_low, 4), round(measured.ratio_high, 4)],
                    "latency_bisection": history, "latency_rounds": MATCH_ROUNDS}
