@@ -200,7 +200,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             if names:
                 metafunc.parametrize(fixture, names)
             else:
-                reason = f"no {fixture.removesuffix('_name')} variant selected (choose methods with --methods)"
+                how = ("add --latency-targets (with fastnas-latency in --methods)" if fixture.startswith("latency")
+                       else "choose methods with --methods")
+                reason = f"no {fixture.removesuffix('_name').replace('_', '-')} variant selected ({how})"
                 metafunc.parametrize(fixture, [pytest.param(None, id="none", marks=pytest.mark.skip(reason=reason))])
     if "batch_size" in metafunc.fixturenames:
         metafunc.parametrize("batch_size", settings.profile.batch_sizes, ids=[f"bs{b}" for b in settings.profile.batch_sizes])
