@@ -26,7 +26,7 @@ from fastnas_bench.backends.base import Backend, BackendRequest, BackendUnavaila
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.machine import machine_class
 from fastnas_bench.spec import LatencyBudget
-from fastnas_bench.timing import time_rounds
+from fastnas_bench.timing import abba_rounds, time_rounds
 from fastnas_bench.verdicts import PairedSpeedup, paired_speedup
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,6 @@ class LatencyProbe:
         # Latency of these networks does not depend on pixel values (NMS is not in the graph).
         self._images = rng.random((budget.batch, 3, budget.imgsz, budget.imgsz), dtype=np.float32)
         self._reference = self._runner(reference, "reference")
-        self.calls = 0
 
     def _runner(self, model: nn.Module, name: str) -> Callable[[], None]:
         folder = self.work_dir / name
@@ -119,13 +118,8 @@ class LatencyProbe:
 
     def ratio(self, model: nn.Module, rounds: int) -> LatencyRatio:
         """``model``'s latency over the reference's, from ``rounds`` ABBA rounds fixed in advance."""
-        self.calls += 1
         candidate = self._runner(model, "candidate")
-        samples: tuple[list[float], list[float]] = ([], [])
-        for _ in range(rounds):
-            for side, run in ((0, self._reference), (1, candidate), (1, candidate), (0, self._reference)):
-                samples[side].extend(time_rounds(run, 0, 1))
-        return LatencyRatio.of(paired_speedup(*samples))
+        return LatencyRatio.of(paired_speedup(*abba_rounds(self._reference, candidate, rounds)))
 
 
 def match_latency(

@@ -42,7 +42,7 @@ from fastnas_bench import progress
 from fastnas_bench.cache import ArtifactCache
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.spec import LatencyBudget, package_version
-from fastnas_bench.timing import time_rounds
+from fastnas_bench.timing import abba_rounds, time_rounds
 
 log = logging.getLogger(__name__)
 
@@ -251,13 +251,8 @@ def layer_caller(backend: str, threads: int, device: str = "cpu",
 def ratio_to_reference(call: Callable[[], None], reference: Callable[[], None], rounds: int) -> float:
     """Median over ``rounds`` of call time / reference time, the two timed in alternation (ABBA)."""
     time_rounds(call, 2, 0)
-    ratios = []
-    for _ in range(rounds):
-        a1, = time_rounds(reference, 0, 1)
-        b1, b2 = time_rounds(call, 0, 2)
-        a2, = time_rounds(reference, 0, 1)
-        ratios.append((b1 + b2) / (a1 + a2))
-    return float(np.median(ratios))
+    ref, timed = abba_rounds(reference, call, rounds)
+    return float(np.median([(b1 + b2) / (a1 + a2) for a1, a2, b1, b2 in zip(ref[::2], ref[1::2], timed[::2], timed[1::2])]))
 
 
 def build_table(shapes: Mapping[str, ConvShape], budget: LatencyBudget, full_model: Callable[[], None],

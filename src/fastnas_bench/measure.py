@@ -20,7 +20,7 @@ from fastnas_bench.cache import ArtifactCache
 from fastnas_bench.inject import INJECT_SLOWDOWN_ENV, injected_slowdown
 from fastnas_bench.machine import gpu_state
 from fastnas_bench.settings import BackendTarget, BenchSettings
-from fastnas_bench.timing import LatencySummary, summarize_seconds, time_rounds
+from fastnas_bench.timing import LatencySummary, abba_rounds, summarize_seconds, time_rounds
 from fastnas_bench.verdicts import PairedSpeedup, paired_speedup
 
 log = logging.getLogger(__name__)
@@ -250,8 +250,4 @@ class Measurer:
         first, second = (self._prepare(target, name, batch)[0] for name in variant_names)
         for run in (first, second):
             time_rounds(run, profile.warmup_rounds, 0)
-        samples: tuple[list[float], list[float]] = ([], [])
-        for _ in range(profile.speedup_rounds):
-            for side, run in ((0, first), (1, second), (1, second), (0, first)):
-                samples[side].extend(time_rounds(run, 0, 1))
-        return samples
+        return abba_rounds(first, second, profile.speedup_rounds)

@@ -65,3 +65,16 @@ def time_rounds(fn: Callable[[], None], warmup_rounds: int, rounds: int) -> list
         fn()
         samples.append((time.perf_counter_ns() - start) / 1e9)
     return samples
+
+
+def abba_rounds(first: Callable[[], None], second: Callable[[], None], rounds: int) -> tuple[list[float], list[float]]:
+    """Per-call seconds of ``first`` and ``second`` timed in ``rounds`` A B B A rounds (two each per round).
+
+    A drift of a shared machine within a round cancels in each side's sum, and each side runs once
+    after itself and once after the other. Returns (A samples, B samples) in round order.
+    """
+    samples: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for side, run in ((0, first), (1, second), (1, second), (0, first)):
+            samples[side].extend(time_rounds(run, 0, 1))
+    return samples

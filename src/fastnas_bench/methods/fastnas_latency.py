@@ -77,8 +77,8 @@ class LatencyAwareFastNAS(PruneMethod):
         probe = LatencyProbe(model, budget, ctx.work_dir / "latency-probe")
         space = {name: sorted(hparams[name].choices) for name in loss}
         shapes = conv_shapes(net, hparams, budget.imgsz, budget.batch)
-        table = cached_table(ArtifactCache(ctx.cache_root), table_key(ctx.source_sha256, space, budget),
-                             lambda: build_table(shapes, budget, probe.reference_call))
+        key = table_key(ctx.source_sha256, space, budget)
+        table = cached_table(ArtifactCache(ctx.cache_root), key, lambda: build_table(shapes, budget, probe.reference_call))
 
         def cost_ms(widths: dict[str, int]) -> float:
             return table.cost_ms(active_widths(net, widths, list(shapes)))
@@ -121,7 +121,7 @@ class LatencyAwareFastNAS(PruneMethod):
             raise BadInputError(f"latency target {budget.target:g} on {budget.backend} not met after "
                                 f"{CORRECTION_ATTEMPTS} corrected selections: {attempts}")
         pruned, widths, met = best
-        self.notes.update(latency_table=table_key(ctx.source_sha256, space, budget),
+        self.notes.update(latency_table=key,
                           latency_table_seconds=table.build_seconds,
                           latency_table_entries=sum(len(g) for g in table.layers.values()),
                           latency_table_full_ms=round(table.full_ms, 3), latency_table_other_ms=round(table.other_ms, 3),
