@@ -6,15 +6,15 @@ from dataclasses import replace
 
 import pytest
 
-from fastnas_bench.build import Variant
-from fastnas_bench.checks import (
+from fastnas_bench.config.settings import BenchSettings
+from fastnas_bench.variants.variant import Variant
+from fastnas_bench.verdicts.checks import (
     check_agreement,
     check_drop,
     check_flops_ratio,
     check_matched_flops,
     check_relative_drop,
 )
-from fastnas_bench.settings import BenchSettings
 
 # Ultralytics validates PyTorch with rectangular batches and static ONNX with square letterboxing;
 # the same weights then differ by up to about a point of mAP.
@@ -72,7 +72,7 @@ def test_ap_small_drop(baseline_variant: Variant, variant, fastnas_name: str, be
     """Small objects are where pruning is expected to hurt most; bound that loss on its own, as a
     share of the baseline's AP_small (an absolute bound of 0.10 on a baseline of 0.11 cannot fail)."""
     _judgeable(baseline_variant, bench_settings)
-    _fail_if(check_relative_drop("AP_small", baseline_variant.meta["ap_small"], variant(fastnas_name).meta["ap_small"],
+    _fail_if(check_relative_drop("AP_small", baseline_variant.accuracy.ap_small, variant(fastnas_name).accuracy.ap_small,
                                  bench_settings.profile.max_ap_small_rel_drop))
 
 
@@ -93,7 +93,7 @@ def test_onnx_map_agrees(pruned_variant: Variant, onnx_export, artifact_cache, t
     """The pruned model validated through ONNX Runtime scores what PyTorch scored."""
     from ultralytics import YOLO
 
-    from fastnas_bench.build import resolve_data
+    from fastnas_bench.variants.build import resolve_data
 
     spec = pruned_variant.spec
     onnx = onnx_export(pruned_variant, spec.imgsz, 1)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from fastnas_bench.build import Variant
+from fastnas_bench.variants.variant import Variant
 
 
 def test_pruned_checkpoint_loads_in_stock_ultralytics(pruned_variant: Variant, artifact_cache, tmp_path) -> None:
     """`fastnas-bench export` output: YOLO(...).predict/.val/.export in a process without this package."""
-    from fastnas_bench.build import resolve_data
-    from fastnas_bench.stock import export_stock_checkpoint
-    from fastnas_bench.stock_probe import run_stock_probe
+    from fastnas_bench.variants.build import resolve_data
+    from fastnas_bench.yolo.stock import export_stock_checkpoint
+    from fastnas_bench.yolo.stock_probe import run_stock_probe
 
     spec = pruned_variant.spec
     out = export_stock_checkpoint(pruned_variant.path, tmp_path / f"{spec.name}.pt")

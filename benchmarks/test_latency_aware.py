@@ -14,12 +14,13 @@ from dataclasses import replace
 
 import pytest
 
-from fastnas_bench.backends import BackendUnavailable
-from fastnas_bench.build import Variant
-from fastnas_bench.measure import Measurer
-from fastnas_bench.plugin import report_outcome, unavailable
-from fastnas_bench.settings import BackendTarget, BenchSettings
-from fastnas_bench.verdicts import PairedSpeedup, at_least
+from fastnas_bench.backends.base import BackendTarget, BackendUnavailable
+from fastnas_bench.config.settings import BenchSettings
+from fastnas_bench.measure.measurer import Measurer
+from fastnas_bench.measure.stats import PairedSpeedup
+from fastnas_bench.pytest_plugin.outcomes import report_outcome, unavailable
+from fastnas_bench.variants.variant import Variant
+from fastnas_bench.verdicts.outcome import at_least
 
 # The budget was met at build time, measured against the source then; the benchmark re-measures
 # minutes or days later, and this VM's paired ratios move by up to ±4% between quiet and busy

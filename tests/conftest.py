@@ -15,6 +15,6 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small generated dataset (shared, read-only by convention)."""
-    from fastnas_bench.data import GeneratedDataConfig, generate_dataset
+    from fastnas_bench.variants.data import GeneratedDataConfig, generate_dataset
 
     return generate_dataset(tmp_path_factory.mktemp("data"), GeneratedDataConfig(train_images=8, val_images=4, image_px=160))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastnas_bench.agreement import check_images, compare_outputs
+from fastnas_bench.backends._lib.agreement import check_images, compare_outputs
 
 
 def _reference(seed: int = 0) -> np.ndarray:

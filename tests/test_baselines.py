@@ -8,17 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastnas_bench.baselines import (
+from fastnas_bench.errors import BadInputError
+from fastnas_bench.verdicts.baselines import (
     MAX_STORED_RUNS,
     SCHEMA_VERSION,
     baseline_path,
-    calibrated_latency,
-    changed_versions,
-    latency_gate,
     load_baselines,
     write_baselines,
 )
-from fastnas_bench.errors import BadInputError
+from fastnas_bench.verdicts.gates import changed_versions, latency_gate
+from fastnas_bench.verdicts.records import LatencyRecord, SpeedupRecord
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,10 +39,10 @@ def test_write_appends_runs_atomically_and_checks_the_schema(tmp_path: Path) -> 
         load_baselines(path)
 
 
-def _latency_run(median_ms: float, calibration_ms: float, seed: int) -> dict:
+def _latency_run(median_ms: float, calibration_ms: float, seed: int) -> LatencyRecord:
     rng = np.random.default_rng(seed)
     samples = list(median_ms * (1 + np.abs(rng.normal(0, 0.03, 30))))
-    return calibrated_latency(samples, calibration_ms)
+    return LatencyRecord.of(samples, calibration_ms, float(np.median(samples)), variant_keys={}, versions={})
 
 
 def test_latency_gate_calibrates_and_takes_its_tolerance_from_the_stored_runs() -> None:
@@ -57,7 +56,7 @@ def test_latency_gate_calibrates_and_takes_its_tolerance_from_the_stored_runs() 
 
 
 def test_changed_versions_are_named() -> None:
-    runs = [{"versions": {"torch": "2.14.1", "onnxruntime": "1.31.0"}}]
+    runs = [SpeedupRecord(1.3, versions={"torch": "2.14.1", "onnxruntime": "1.31.0"})]
     assert changed_versions(runs, {"torch": "2.14.1", "onnxruntime": "1.32.0"}) == ["onnxruntime 1.31.0 → 1.32.0"]
     assert changed_versions(runs, {"torch": "2.14.1", "onnxruntime": "1.31.0"}) == []
 
@@ -67,12 +66,12 @@ def _suite_with_scripted_speedups(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(
         """
         import pytest
-        pytest_plugins = ["fastnas_bench.plugin"]
+        pytest_plugins = ["fastnas_bench.pytest_plugin.hooks"]
 
         @pytest.fixture(scope="session")
-        def baselines(pytestconfig):
-            from fastnas_bench.plugin import BASELINES_KEY
-            return pytestconfig.stash[BASELINES_KEY]
+        def bench_session(pytestconfig):
+            from fastnas_bench.pytest_plugin.hooks import session_of
+            return session_of(pytestconfig)
         """
     )
     pytester.makepyfile(
@@ -80,24 +79,23 @@ def _suite_with_scripted_speedups(pytester: pytest.Pytester) -> None:
         import os
         import numpy as np
         import pytest
-        from fastnas_bench.baselines import speedup_gate
-        from fastnas_bench.plugin import judge_against_stored
-        from fastnas_bench.verdicts import paired_speedup
+        from fastnas_bench.pytest_plugin.outcomes import judge_against_stored
+        from fastnas_bench.measure.stats import paired_speedup
+        from fastnas_bench.verdicts.records import SpeedupRecord, TestKey
 
-        KEY = "test_speedup[fake-fastnas66-bs1]"
+        KEY = TestKey("test_speedup", "fake", "fastnas66", 1)
 
-        def test_speedup_regression(baselines, request):
+        def test_speedup_regression(bench_session, request):
             rng = np.random.default_rng(int(os.environ.get("SEED", "0")))
             pruned_ms = float(os.environ.get("PRUNED_MS", "24"))
             base = list(30e-3 * (1 + np.abs(rng.normal(0, 0.03, 180))))
             pruned = list(pruned_ms * 1e-3 * (1 + np.abs(rng.normal(0, 0.03, 180))))
             estimate = paired_speedup(base, pruned)
-            baselines.produced[KEY] = {"speedup": estimate.speedup, "ci_low": estimate.ci_low,
-                                       "ci_high": estimate.ci_high, "rounds": estimate.rounds,
-                                       "confidence": estimate.confidence, "bound": 1.1, "outcome": "pass",
-                                       "flops_ratio": 0.66, "efficiency": None, "versions": {"torch": "1"}}
-            judge_against_stored(request, baselines, KEY, "speedup", "fake", estimate, speedup_gate,
-                                 f"{KEY}: speedup {estimate.describe()}", {"torch": os.environ.get("TORCH", "1")}, {})
+            bench_session.record(KEY, SpeedupRecord.of(estimate, bound=1.1, outcome="pass", flops_ratio=0.66,
+                                                       variant_keys={}, versions={"torch": "1"}))
+            current = SpeedupRecord.of(estimate, flops_ratio=0.66, variant_keys={},
+                                       versions={"torch": os.environ.get("TORCH", "1")})
+            judge_against_stored(request, bench_session, KEY, current, f"{KEY.format()}: speedup {estimate.describe()}")
 
         def test_other():
             assert os.environ.get("FAIL_OTHER") != "1"
@@ -142,11 +140,12 @@ def test_gate_records_fails_with_figures_and_never_writes_a_failed_run(
 
 
 def test_undecided_is_its_own_outcome(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest('pytest_plugins = ["fastnas_bench.plugin"]')
+    pytester.makeconftest('pytest_plugins = ["fastnas_bench.pytest_plugin.hooks"]')
     pytester.makepyfile(
         test_u="""
-        from fastnas_bench.plugin import report_outcome
-        from fastnas_bench.verdicts import PairedSpeedup, at_least
+        from fastnas_bench.pytest_plugin.outcomes import report_outcome
+        from fastnas_bench.measure.stats import PairedSpeedup
+        from fastnas_bench.verdicts.outcome import at_least
 
         def test_straddles(request):
             estimate = PairedSpeedup(1.10, 1.08, 1.12, 90, 0.95)
@@ -161,7 +160,7 @@ def test_undecided_is_its_own_outcome(pytester: pytest.Pytester) -> None:
 
 
 def test_injected_runs_never_become_baselines(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytester.makeconftest('pytest_plugins = ["fastnas_bench.plugin"]')
+    pytester.makeconftest('pytest_plugins = ["fastnas_bench.pytest_plugin.hooks"]')
     monkeypatch.setenv("FASTNAS_BENCH_INJECT_SLOWDOWN", "onnxruntime:*=25%")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--update-baselines")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastnas_bench.build import MODEL_FILE, Variant, stale_reason
-from fastnas_bench.spec import PROFILES
+from fastnas_bench.variants.build import stale_reason
+from fastnas_bench.variants.profiles import PROFILES
+from fastnas_bench.variants.variant import MODEL_FILE, Variant
 
 
 def _source(sha: str) -> Variant:

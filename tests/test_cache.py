@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fastnas_bench.cache import META_NAME, ArtifactCache, ensure_cache_root
 from fastnas_bench.errors import BadInputError
+from fastnas_bench.variants.cache import META_NAME, ArtifactCache, ensure_cache_root
 
 
 def _write(tmp: Path, text: str = "weights") -> dict:
@@ -104,9 +104,9 @@ def test_unwritable_cache_dir_is_named(tmp_path: Path) -> None:
 
 
 def test_onnx_exports_are_keyed_by_the_model_content() -> None:
-    from fastnas_bench.build import MODEL_FILE, Variant
-    from fastnas_bench.exports import onnx_key
-    from fastnas_bench.spec import VariantSpec
+    from fastnas_bench.variants.spec import VariantSpec
+    from fastnas_bench.variants.variant import MODEL_FILE, Variant
+    from fastnas_bench.yolo.export import onnx_key
 
     def variant(sha: str) -> Variant:
         return Variant(spec=VariantSpec(), path=Path("x"), meta={"key": "same-spec", "files": {MODEL_FILE: sha}})

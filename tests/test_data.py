@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fastnas_bench.data import SHAPE_CLASSES, GeneratedDataConfig, generate_dataset, validate_data_yaml
 from fastnas_bench.errors import BadInputError
+from fastnas_bench.variants.data import SHAPE_CLASSES, GeneratedDataConfig, generate_dataset, validate_data_yaml
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:

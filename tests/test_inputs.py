@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from fastnas_bench.build import build_variant, resolve_data
-from fastnas_bench.cache import ArtifactCache
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.models import load_model
-from fastnas_bench.spec import VariantSpec
+from fastnas_bench.variants.build import build_variant, resolve_data
+from fastnas_bench.variants.cache import ArtifactCache
+from fastnas_bench.variants.spec import VariantSpec
+from fastnas_bench.yolo.models import load_model
 
 
 def test_missing_or_invalid_data(tmp_path: Path) -> None:

@@ -8,11 +8,12 @@ from dataclasses import replace
 import pytest
 from torch import nn
 
+from fastnas_bench.config.options import parse_latency_targets
+from fastnas_bench.config.settings import resolve_settings
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.latency_probe import LatencyRatio, match_latency
+from fastnas_bench.measure.probe import LatencyRatio, match_latency
 from fastnas_bench.methods.fastnas_latency import _select_to
-from fastnas_bench.settings import parse_latency_targets, resolve_settings
-from fastnas_bench.spec import LatencyBudget, VariantSpec
+from fastnas_bench.variants.spec import LatencyBudget, VariantSpec
 
 BUDGET = LatencyBudget(target=0.75, backend="onnxruntime", machine="cpu-class-a", threads=2)
 
@@ -139,9 +140,9 @@ def test_latency_options_that_could_only_fail_after_a_build_fail_now(opts: dict,
 
 
 def test_layer_tables_of_onnxruntime_on_cuda_are_refused_by_name() -> None:
-    from fastnas_bench.latency_table import layer_caller
+    from fastnas_bench.methods._lib.latency_table import layer_caller
 
-    with pytest.raises(BadInputError, match="ONNX Runtime layers on the CPU only"):
+    with pytest.raises(BadInputError, match="on cuda with pytorch only, not .onnxruntime."):
         layer_caller("onnxruntime", 2, device="cuda")
     with pytest.raises(BadInputError, match="not 'tensorrt'"):
         layer_caller("tensorrt", 2)

@@ -11,8 +11,7 @@ import pytest
 import torch
 from ultralytics.nn.tasks import DetectionModel
 
-from fastnas_bench.cache import ArtifactCache
-from fastnas_bench.latency_table import (
+from fastnas_bench.methods._lib.latency_table import (
     ConvShape,
     LatencyTable,
     active_widths,
@@ -21,8 +20,9 @@ from fastnas_bench.latency_table import (
     conv_shapes,
     table_key,
 )
-from fastnas_bench.methods.search_space import searchable
-from fastnas_bench.spec import LatencyBudget
+from fastnas_bench.methods._lib.search_space import searchable
+from fastnas_bench.variants.cache import ArtifactCache
+from fastnas_bench.variants.spec import LatencyBudget
 
 BUDGET = LatencyBudget(target=0.75, backend="onnxruntime", machine="cpu-class-a", threads=2)
 SPACE = {"model.1.conv.out_channels": [16, 32], "model.3.conv.out_channels": [16, 32, 48, 64]}

@@ -8,7 +8,7 @@ import types
 import pytest
 import torch
 
-from fastnas_bench import machine
+from fastnas_bench import host as machine
 
 
 class _NotSupported(Exception):

@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fastnas_bench.backends import Backend, BackendUnavailable, OutputMismatch
-from fastnas_bench.build import Variant
-from fastnas_bench.checks import check_agreement, check_drop, check_flops_ratio, check_relative_drop, efficiency
-from fastnas_bench.measure import Measurer
-from fastnas_bench.settings import BackendTarget, resolve_settings
-from fastnas_bench.spec import VariantSpec
-from fastnas_bench.timing import summarize_seconds
+from fastnas_bench.backends.base import Backend, BackendTarget, BackendUnavailable, OutputMismatch
+from fastnas_bench.config.settings import resolve_settings
+from fastnas_bench.measure.measurer import Measurer
+from fastnas_bench.measure.stats import efficiency
+from fastnas_bench.measure.timing import summarize_seconds
+from fastnas_bench.variants.spec import VariantSpec
+from fastnas_bench.variants.variant import Variant
+from fastnas_bench.verdicts.checks import check_agreement, check_drop, check_flops_ratio, check_relative_drop
 
 # Scripted per-call latency in seconds, by variant weights path.
 LATENCY_S = {"baseline": 0.004, "fastnas66": 0.002}
@@ -76,7 +77,7 @@ def _measurer(backend_cls: type[Backend] = FakeBackend) -> Measurer:
                                                           bench_imgsz=32))
 
     return Measurer(
-        settings,
+        settings.measure_plan,
         variant=_ScriptedVariant,
         onnx=lambda v, imgsz, batch: Path("unused.onnx"),
         reference=lambda weights, images: _detector_output(images),
@@ -203,8 +204,8 @@ def test_speedup_is_measured_once_per_session(monkeypatch: pytest.MonkeyPatch) -
 
 def test_injected_slowdown_names_backend_and_variant(monkeypatch: pytest.MonkeyPatch) -> None:
     from fastnas_bench.errors import BadInputError
-    from fastnas_bench.inject import INJECT_SLOWDOWN_ENV, injected_slowdown, parse_injected_slowdowns
-    from fastnas_bench.measure import _slowed
+    from fastnas_bench.measure.inject import INJECT_SLOWDOWN_ENV, injected_slowdown, parse_injected_slowdowns
+    from fastnas_bench.measure.measurer import _slowed
 
     monkeypatch.setenv(INJECT_SLOWDOWN_ENV, "onnxruntime:fastnas66=10%, pytorch:*=25%")
     assert injected_slowdown("onnxruntime", "fastnas66") == pytest.approx(0.10)
@@ -222,7 +223,7 @@ def test_injected_slowdown_names_backend_and_variant(monkeypatch: pytest.MonkeyP
 
 
 def test_a_backend_named_on_a_gpu_run_fails_instead_of_skipping(pytester: pytest.Pytester) -> None:
-    from fastnas_bench.plugin import unavailable
+    from fastnas_bench.pytest_plugin.outcomes import unavailable
 
     settings = resolve_settings({})
     with pytest.raises(pytest.skip.Exception, match="no CUDA provider"):
@@ -235,13 +236,12 @@ def test_a_backend_named_on_a_gpu_run_fails_instead_of_skipping(pytester: pytest
 
 
 def test_both_onnxruntime_wheels_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fastnas_bench import spec
     from fastnas_bench.backends import onnxruntime as ort_backend
 
-    monkeypatch.setattr(spec, "package_version", lambda name: "1.32.0")
+    monkeypatch.setattr(ort_backend, "package_version", lambda name: "1.32.0")
     reason = ort_backend.OnnxRuntimeBackend.probe("cuda")
     assert reason and "both onnxruntime and onnxruntime-gpu are installed" in reason
-    monkeypatch.setattr(spec, "package_version", lambda name: "absent" if name == "onnxruntime-gpu" else "1.32.0")
+    monkeypatch.setattr(ort_backend, "package_version", lambda name: "absent" if name == "onnxruntime-gpu" else "1.32.0")
     assert ort_backend.mixed_install() is None
 
 
@@ -263,12 +263,13 @@ def test_benchmark_disable_runs_the_output_check_untimed() -> None:
             raise AssertionError("timed although disabled")
 
     m = _measurer()
-    module.test_latency(DisabledBenchmark(), m, m.settings, _ScriptedVariant, BackendTarget("fake", "fp32"), "fastnas66", 1)
+    settings = resolve_settings({})
+    module.test_latency(DisabledBenchmark(), m, settings, _ScriptedVariant, BackendTarget("fake", "fp32"), "fastnas66", 1)
     assert not m.records and DisabledBenchmark.extra_info == {}
 
     class Wrong(FakeBackend):
         wrong_output = True
 
     with pytest.raises(OutputMismatch, match="class-score error"):
-        module.test_latency(DisabledBenchmark(), _measurer(Wrong), m.settings, _ScriptedVariant,
+        module.test_latency(DisabledBenchmark(), _measurer(Wrong), settings, _ScriptedVariant,
                             BackendTarget("fake", "fp32"), "fastnas66", 1)

@@ -10,9 +10,10 @@ import torch
 from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 
-from fastnas_bench.methods import PruneContext, get_method
-from fastnas_bench.models import model_gflops
-from fastnas_bench.spec import VariantSpec
+from fastnas_bench.methods.base import PruneContext
+from fastnas_bench.methods.registry import get_method
+from fastnas_bench.variants.spec import VariantSpec
+from fastnas_bench.yolo.models import model_gflops
 
 
 @pytest.fixture(scope="module")

@@ -119,7 +119,7 @@ def test_markers_are_declared_and_strict(pytester: pytest.Pytester) -> None:
 ])
 def test_primary_pruned_variant_exists_whatever_the_naming(opts: dict, primary: str) -> None:
     """Checks of "the pruned model" (ONNX agreement) must find it when names carry targets and divisors."""
-    from fastnas_bench.settings import resolve_settings
+    from fastnas_bench.config.settings import resolve_settings
 
     settings = resolve_settings(opts)
     assert settings.primary_pruned_name == primary
@@ -127,7 +127,7 @@ def test_primary_pruned_variant_exists_whatever_the_naming(opts: dict, primary: 
 
 
 def test_build_progress_reaches_the_terminal_through_capture(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest('pytest_plugins = ["fastnas_bench.plugin"]')
+    pytester.makeconftest('pytest_plugins = ["fastnas_bench.pytest_plugin.hooks"]')
     pytester.makepyfile(test_p="""
         from fastnas_bench import progress
 

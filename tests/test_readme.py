@@ -20,7 +20,7 @@ def _readme_command(prefix: str) -> str:
 
 
 def test_readme_compare_command_finds_the_saved_runs(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest('pytest_plugins = ["fastnas_bench.plugin"]')
+    pytester.makeconftest('pytest_plugins = ["fastnas_bench.pytest_plugin.hooks"]')
     pytester.makepyfile(test_b="""
         def test_latency(benchmark):
             benchmark.pedantic(lambda: sum(range(100)), rounds=5, iterations=1)

@@ -10,10 +10,10 @@ import pytest
 import torch
 from ultralytics.nn.tasks import DetectionModel
 
-from fastnas_bench.agreement import check_images
-from fastnas_bench.backends import get_backend_class
+from fastnas_bench.backends._lib.agreement import check_images
 from fastnas_bench.backends.base import BackendRequest
 from fastnas_bench.backends.pytorch import reference_output
+from fastnas_bench.backends.registry import get_backend_class
 
 IMGSZ = 64
 
@@ -53,7 +53,7 @@ def test_cpu_backend_matches_the_reference_and_times(tiny: tuple[Path, Path], ba
 
 
 def test_a_backend_that_computes_something_else_is_caught(tiny: tuple[Path, Path]) -> None:
-    from fastnas_bench.backends import OutputMismatch
+    from fastnas_bench.backends.base import OutputMismatch
 
     weights, onnx = tiny
     cls = get_backend_class("onnxruntime")
@@ -67,13 +67,13 @@ def test_a_backend_that_computes_something_else_is_caught(tiny: tuple[Path, Path
 
 
 def test_fastnas_prune_reaches_its_target_with_a_cheap_score(tiny_dataset: Path, tmp_path: Path) -> None:
-    from fastnas_bench.methods import PruneContext
-    from fastnas_bench.methods.fastnas import FastNAS
-    from fastnas_bench.models import model_gflops
-    from fastnas_bench.splits import carve_search_split
-    from fastnas_bench.spec import VariantSpec
-
     from ultralytics.data.utils import check_det_dataset
+
+    from fastnas_bench.methods.base import PruneContext
+    from fastnas_bench.methods.fastnas import FastNAS
+    from fastnas_bench.variants.spec import VariantSpec
+    from fastnas_bench.variants.splits import carve_search_split
+    from fastnas_bench.yolo.models import model_gflops
 
     torch.manual_seed(0)
     source = DetectionModel("yolov8n.yaml", nc=5, verbose=False).eval()

@@ -9,7 +9,9 @@ import pytest
 
 from fastnas_bench.cli import main
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.report import load_rows, pareto_front, split_test_id, summarize, write_report
+from fastnas_bench.report.summary import load_rows, pareto_front, summarize
+from fastnas_bench.report.write import write_report
+from fastnas_bench.verdicts.records import TestKey
 
 
 def _bench(target: str, variant: str, method: str, p50: float, gflops: float, mAP: float,
@@ -78,15 +80,21 @@ def test_bad_run_files_are_named(tmp_path: Path) -> None:
     assert main(["report", str(empty)]) == 2
 
 
-def test_split_test_id() -> None:
-    assert split_test_id("test_speedup[tensorrt-fp16-fastnas66d8-bs32]") == ("tensorrt-fp16", "fastnas66d8", 32)
-    assert split_test_id("test_speedup[onnxruntime-l2struct66-bs1]") == ("onnxruntime", "l2struct66", 1)
-    assert split_test_id("test_flops_ratio[fastnas66]") is None
+def test_test_keys_format_and_parse_back() -> None:
+    key = TestKey.parse("test_speedup[tensorrt-fp16-fastnas66d8-bs32]")
+    assert key == TestKey("test_speedup", "tensorrt-fp16", "fastnas66d8", 32)
+    assert key.format() == "test_speedup[tensorrt-fp16-fastnas66d8-bs32]"
+    assert TestKey.parse("test_speedup[onnxruntime-l2struct66-bs1]") == TestKey("test_speedup", "onnxruntime", "l2struct66", 1)
+    assert TestKey.parse("test_flops_ratio[fastnas66]") is None
+    assert TestKey.parse("test_speedup[openvino-fastnas66-bs1]") is None  # not a backend of this install
     # Variant names and targets with '-' in them: the target is a known backend target id.
-    assert split_test_id("test_speedup[pytorch-fastnas-latency@onnxruntime-lat75-bs1]") == (
-        "pytorch", "fastnas-latency@onnxruntime-lat75", 1)
-    assert split_test_id("test_speedup[torch-compile-l2struct@pytorch-lat66-bs8]") == (
-        "torch-compile", "l2struct@pytorch-lat66", 8)
+    for text, target, variant, batch in (
+        ("test_speedup[pytorch-fastnas-latency@onnxruntime-lat75-bs1]", "pytorch", "fastnas-latency@onnxruntime-lat75", 1),
+        ("test_latency[torch-compile-l2struct@pytorch-lat66-bs8]", "torch-compile", "l2struct@pytorch-lat66", 8),
+    ):
+        key = TestKey.parse(text)
+        assert key is not None and (key.target, key.variant, key.batch) == (target, variant, batch)
+        assert key.format() == text
 
 
 def test_latency_budget_comparison_lists_each_cut_on_each_backend(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.selection import reachable_saving, select_widths
+from fastnas_bench.methods._lib.knapsack import reachable_saving, select_widths
 
 # Two layers: "a" is cheap to narrow in accuracy but saves little; "b" costs accuracy and saves a lot.
 LOSS = {"a": {16: 0.00, 32: 0.00, 64: 0.0}, "b": {8: 0.10, 16: 0.03, 32: 0.0}}

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.spec import PROFILES, VariantSpec, parse_flops_target, parse_model
+from fastnas_bench.variants.profiles import PROFILES
+from fastnas_bench.variants.spec import VariantSpec, parse_flops_target, parse_model
 
 
 def test_key_is_stable_and_content_addressed() -> None:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.splits import SEARCH_EVERY, carve_search_split, list_images
+from fastnas_bench.variants.splits import SEARCH_EVERY, carve_search_split, list_images
 
 
 def _lines(path: Path) -> set[str]:

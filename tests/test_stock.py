@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.stock import export_stock_checkpoint
-from fastnas_bench.stock_probe import run_stock_probe
+from fastnas_bench.yolo.stock import export_stock_checkpoint
+from fastnas_bench.yolo.stock_probe import run_stock_probe
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeconftest('pytest_plugins = ["fastnas_bench.plugin"]\n')
+    pytester.makeconftest('pytest_plugins = ["fastnas_bench.pytest_plugin.hooks"]\n')
     pytester.makepyfile(test_bench="def test_latency(benchmark):\n    benchmark(sum, range(100))\n")
     return pytester
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastnas_bench.backends import BackendUnavailable
 from fastnas_bench.backends import tensorrt as trt_backend
+from fastnas_bench.backends.base import BackendUnavailable
 
 
 def fake_trt(major: int, parse_ok: bool = True) -> types.ModuleType:
@@ -141,7 +141,7 @@ def test_fp32_means_fp32_tf32_is_cleared(tmp_path: Path) -> None:
 
 def test_engines_are_keyed_by_the_onnx_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from fastnas_bench.backends.base import BackendRequest
-    from fastnas_bench.cache import ArtifactCache
+    from fastnas_bench.variants.cache import ArtifactCache
 
     trt = fake_trt(10)
     cache = ArtifactCache(tmp_path / "cache")

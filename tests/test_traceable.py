@@ -53,7 +53,7 @@ def test_modelopt_sees_c2f_internals(stock: DetectionModel) -> None:
     import modelopt.torch.prune as mtp
     from modelopt.torch.opt.utils import named_hparams
 
-    from fastnas_bench.methods.search_space import frozen_patterns
+    from fastnas_bench.methods._lib.search_space import frozen_patterns
 
     config = mtp.fastnas.FastNASConfig()
     for pattern in frozen_patterns(stock):
@@ -81,10 +81,10 @@ def test_finetune_keeps_pruned_structure(stock: DetectionModel, tiny_dataset: Pa
     import modelopt.torch.prune as mtp
     from modelopt.torch.nas.utils import sample
 
-    from fastnas_bench.build import _finetune
-    from fastnas_bench.methods.search_space import search_space_config
-    from fastnas_bench.models import describe_structure, load_model
-    from fastnas_bench.spec import VariantSpec
+    from fastnas_bench.methods._lib.search_space import search_space_config
+    from fastnas_bench.variants.spec import VariantSpec
+    from fastnas_bench.yolo.models import describe_structure, load_model
+    from fastnas_bench.yolo.train import finetune as _finetune
 
     config = search_space_config(stock, 16)
     model = mtn.convert(make_traceable(copy.deepcopy(stock)), [("fastnas", config)], registry=mtp.pruning.PruneModeRegistry)
@@ -107,7 +107,7 @@ def test_finetune_keeps_pruned_structure(stock: DetectionModel, tiny_dataset: Pa
 
 def test_flops_and_params_are_counted_the_way_the_reference_table_is() -> None:
     """YOLOv8m with COCO's 80 classes reads 25.9M params / 79.3 GFLOPs at 640 px (the seed table)."""
-    from fastnas_bench.models import model_gflops, model_params
+    from fastnas_bench.yolo.models import model_gflops, model_params
 
     m = DetectionModel("yolov8m.yaml", nc=80, verbose=False)
     assert model_params(m) / 1e6 == pytest.approx(25.9, abs=0.05)

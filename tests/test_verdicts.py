@@ -7,17 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from fastnas_bench.baselines import speedup_gate
-from fastnas_bench.verdicts import (
-    Outcome,
-    PairedSpeedup,
-    abba_log_ratios,
-    at_least,
-    at_most,
-    drop_gate,
-    median_interval,
-    paired_speedup,
-)
+from fastnas_bench.measure.stats import PairedSpeedup, abba_log_ratios, median_interval, paired_speedup
+from fastnas_bench.verdicts.gates import drop_gate, speedup_gate
+from fastnas_bench.verdicts.outcome import Outcome, at_least, at_most
+from fastnas_bench.verdicts.records import SpeedupRecord
 
 ROUNDS = 90
 
@@ -78,26 +71,26 @@ def test_outcomes_are_pass_fail_or_undecided() -> None:
     assert at_most(estimate, 1.22) is Outcome.UNDECIDED
 
 
-def _stored_runs(n: int, base_ms: float = 30.0, variant_ms: float = 24.0) -> list[dict[str, float]]:
-    runs = []
-    for seed in range(100, 100 + n):
-        e = paired_speedup(*_abba(base_ms, variant_ms, seed))
-        runs.append({"speedup": e.speedup, "ci_low": e.ci_low, "ci_high": e.ci_high})
-    return runs
+def _stored_runs(n: int, base_ms: float = 30.0, variant_ms: float = 24.0) -> list[SpeedupRecord]:
+    return [_record(paired_speedup(*_abba(base_ms, variant_ms, seed))) for seed in range(100, 100 + n)]
+
+
+def _record(estimate: PairedSpeedup) -> SpeedupRecord:
+    return SpeedupRecord.of(estimate, flops_ratio=0.66, variant_keys={}, versions={})
 
 
 def test_speedup_gate_catches_a_true_10_percent_drop_and_passes_identical_runs() -> None:
     runs = _stored_runs(5)
-    caught = [speedup_gate(runs, paired_speedup(*_abba(30.0, 24.0 * 1.10, seed))).outcome for seed in range(20)]
-    same = [speedup_gate(runs, paired_speedup(*_abba(30.0, 24.0, seed))).outcome for seed in range(200, 220)]
+    caught = [speedup_gate(runs, _record(paired_speedup(*_abba(30.0, 24.0 * 1.10, seed)))).outcome for seed in range(20)]
+    same = [speedup_gate(runs, _record(paired_speedup(*_abba(30.0, 24.0, seed)))).outcome for seed in range(200, 220)]
     assert caught.count(Outcome.FAIL) >= 19
     assert same.count(Outcome.FAIL) == 0 and same.count(Outcome.PASS) >= 19
-    verdict = speedup_gate(runs, paired_speedup(*_abba(30.0, 24.0, 7)))
+    verdict = speedup_gate(runs, _record(paired_speedup(*_abba(30.0, 24.0, 7))))
     assert verdict is not None and verdict.resolution < 0.10
 
 
 def test_speedup_gate_needs_five_stored_runs() -> None:
-    assert speedup_gate(_stored_runs(4), PairedSpeedup(1.2, 1.1, 1.3, 90, 0.95)) is None
+    assert speedup_gate(_stored_runs(4), _record(PairedSpeedup(1.2, 1.1, 1.3, 90, 0.95))) is None
 
 
 def test_gate_spread_never_falls_below_one_runs_own_uncertainty() -> None:

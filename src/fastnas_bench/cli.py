@@ -8,21 +8,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fastnas_bench.errors import BadInputError
-from fastnas_bench.methods import get_method_class
-from fastnas_bench.settings import (
-    LATENCY_BACKEND_DEFAULT,
-    _arg_type,
-    latency_machine,
+from fastnas_bench.config.options import (
+    arg_type,
     parse_backends,
     parse_divisors,
     parse_flops_targets,
     parse_latency_targets,
     parse_methods,
     parse_profile,
-    resolve_settings,
 )
-from fastnas_bench.spec import PROFILES
+from fastnas_bench.config.settings import LATENCY_BACKEND_DEFAULT, latency_machine, resolve_settings
+from fastnas_bench.errors import BadInputError
+from fastnas_bench.variants.profiles import PROFILES
 
 log = logging.getLogger("fastnas_bench")
 
@@ -30,35 +27,25 @@ log = logging.getLogger("fastnas_bench")
 def _build(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from fastnas_bench.build import build_variant
-    from fastnas_bench.cache import ensure_cache_root
+    from fastnas_bench.variants.build import build_variant
+    from fastnas_bench.variants.cache import ensure_cache_root
 
     profile = PROFILES[args.profile]
     cache = ensure_cache_root(args.cache_dir)
-    targets = args.flops_targets or [profile.pruned.flops_target]
-    divisors = args.channel_divisors or [profile.pruned.channel_divisor]
     device = args.device or profile.device
-    rows = []
-    if args.rebuild:  # renew the shared source first; everything else derives from it
-        build_variant(profile.pruned.source(), cache, device, rebuild=True)
-    baseline = build_variant(profile.baseline, cache, device, rebuild=args.rebuild)
-    rows.append(baseline)
     # The same variants, names and budgets as `pytest benchmarks` with these options.
     # (Device from --device: a CUDA profile may be dry-run on the CPU.)
     settings = resolve_settings({"profile": args.profile, "gpu": profile.device == "cuda", "methods": args.methods,
+                                 "flops_targets": args.flops_targets, "channel_divisors": args.channel_divisors,
                                  "latency_targets": args.latency_targets, "latency_backends": args.latency_backends})
     if settings.latency_targets and device != settings.device:
         settings = replace(settings, device=device, machine=latency_machine(device),
                            latency_backends=args.latency_backends or LATENCY_BACKEND_DEFAULT[device])
-    for method in args.methods:
-        if get_method_class(method).budget == "latency":
-            continue  # cut to latency budgets only: built below
-        for target in targets:
-            for divisor in divisors:
-                spec = replace(profile.pruned, method=method, flops_target=target, channel_divisor=divisor)
-                rows.append(build_variant(spec, cache, device, rebuild=args.rebuild))
-    for name in settings.latency_names:
-        rows.append(build_variant(settings.variants[name], cache, device, rebuild=args.rebuild))
+    if args.rebuild:  # renew the shared source first; everything else derives from it
+        build_variant(profile.pruned.source(), cache, device, rebuild=True)
+    # Baseline first (settings.variants is ordered so), then every pruned variant.
+    rows = [build_variant(spec, cache, device, rebuild=args.rebuild) for spec in settings.variants.values()]
+    baseline = rows[0]
     print(f"{'variant':<36} {'divisor':>7} {'params':>10} {'GFLOPs':>8} {'ratio':>6} {'mAP50-95':>9} {'recall':>7} "
           f"{'build s':>8}  entry")
     for v in rows:
@@ -69,7 +56,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from fastnas_bench.report import write_report
+    from fastnas_bench.report.write import write_report
 
     outputs = write_report([Path(p) for p in args.runs], Path(args.out))
     for path in outputs:
@@ -78,7 +65,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from fastnas_bench.stock import export_stock_checkpoint
+    from fastnas_bench.yolo.stock import export_stock_checkpoint
 
     print(export_stock_checkpoint(Path(args.variant), Path(args.out)))
     return 0
@@ -90,16 +77,16 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     build = sub.add_parser("build", help="build (or verify cached) baseline and pruned variants")
-    build.add_argument("--profile", type=_arg_type(parse_profile), default="cpu", help=f"one of {', '.join(PROFILES)}")
-    build.add_argument("--flops-targets", type=_arg_type(parse_flops_targets),
+    build.add_argument("--profile", type=arg_type(parse_profile), default="cpu", help=f"one of {', '.join(PROFILES)}")
+    build.add_argument("--flops-targets", type=arg_type(parse_flops_targets),
                        default=None, help="comma-separated FLOPs targets, e.g. 0.9,0.8,0.66,0.5")
-    build.add_argument("--methods", type=_arg_type(parse_methods), default=("fastnas",),
+    build.add_argument("--methods", type=arg_type(parse_methods), default=("fastnas",),
                        help="pruning methods: fastnas, l2struct, unstructured, fastnas-latency (comma-separated)")
-    build.add_argument("--latency-targets", type=_arg_type(parse_latency_targets), default=None,
+    build.add_argument("--latency-targets", type=arg_type(parse_latency_targets), default=None,
                        help="latency budgets to cut to, e.g. 0.75,0.66 (with fastnas-latency, fastnas or l2struct)")
-    build.add_argument("--latency-backends", type=_arg_type(parse_backends), default=None,
+    build.add_argument("--latency-backends", type=arg_type(parse_backends), default=None,
                        help="backends the budgets are measured on (default: onnxruntime on CPU, pytorch on CUDA)")
-    build.add_argument("--channel-divisors", type=_arg_type(parse_divisors), default=None,
+    build.add_argument("--channel-divisors", type=arg_type(parse_divisors), default=None,
                        help="FastNAS channel divisors to build, e.g. 8,16,32,64 (default: the profile's)")
     build.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
     build.add_argument("--cache-dir", default=None, help="cache root (default: $FASTNAS_BENCH_CACHE or user cache)")

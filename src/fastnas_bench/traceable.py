@@ -1,5 +1,9 @@
 """A YOLOv8 detection model that modelopt's FX-based tracer can see through.
 
+Its module path, ``fastnas_bench.traceable``, is part of the checkpoint format: every pruned
+variant's cached ``model.pt`` pickles these classes by that name, so moving them would make every
+existing cache entry unreadable (``fastnas-bench export`` writes checkpoints without them).
+
 modelopt traces ``type(model).forward``. Ultralytics' ``BaseModel.forward(x, *args, **kwargs)``
 defeats FX, so the tracer falls back to treating ``model.model`` as a plain chain and every
 ``Concat`` sees a single input. ``C2f.forward`` materialises ``list(tensor.chunk(...))``, which FX
@@ -23,16 +27,19 @@ import torch
 from ultralytics.nn.modules.block import C2f
 from ultralytics.nn.tasks import DetectionModel
 
+from fastnas_bench.compat.ultralytics import c2f_parts, predict_augment, predict_once
+
 
 class TraceableC2f(C2f):
     """C2f whose forward FX can trace (chunks indexed rather than iterated)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        halves = self.cv1(x).chunk(2, 1)
+        cv1, blocks, cv2 = c2f_parts(self)
+        halves = cv1(x).chunk(2, 1)
         y = [halves[0], halves[1]]
-        for m in self.m:
+        for m in blocks:
             y.append(m(y[-1]))
-        return self.cv2(torch.cat(y, 1))
+        return cv2(torch.cat(y, 1))
 
 
 class TraceableDetectionModel(DetectionModel):
@@ -48,8 +55,8 @@ class TraceableDetectionModel(DetectionModel):
         if isinstance(x, dict):  # training batch: Ultralytics' trainer asks for the loss
             return self.loss(x)
         if augment:
-            return self._predict_augment(x)
-        return self._predict_once(x, profile, embed)
+            return predict_augment(self, x)
+        return predict_once(self, x, profile, embed)
 
 
 def make_traceable(model: DetectionModel) -> TraceableDetectionModel:

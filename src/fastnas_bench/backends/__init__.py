@@ -1,16 +1,1 @@
-"""Inference backends, one module each, registered by name."""
-
-from __future__ import annotations
-
-from fastnas_bench.backends.base import (
-    BACKEND_NAMES,
-    Backend,
-    BackendUnavailable,
-    OutputMismatch,
-    default_backends,
-    get_backend_class,
-    register,
-)
-
-__all__ = ["BACKEND_NAMES", "Backend", "BackendUnavailable", "OutputMismatch", "default_backends", "get_backend_class",
-           "register"]
+"""Inference backends, one module each (see :mod:`fastnas_bench.backends.registry`); the interface in ``base``."""

@@ -7,8 +7,6 @@ and (for asynchronous devices) ``_synchronize``.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,27 +15,11 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from fastnas_bench.agreement import Agreement, compare_outputs
-from fastnas_bench.cache import ArtifactCache
+from fastnas_bench.backends._lib.agreement import Agreement, compare_outputs
+from fastnas_bench.variants.cache import ArtifactCache
 
 Precision = Literal["fp32", "fp16"]
 Device = Literal["cpu", "cuda"]
-
-
-def _discover() -> tuple[str, ...]:
-    """Every backend: one module each in this package (``torch_compile.py`` is ``torch-compile``).
-
-    Found from the module files, without importing them, so option parsing stays light.
-    """
-    package = Path(__file__).parent
-    return tuple(sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules([str(package)])
-                        if m.name != "base" and not m.name.startswith("_")))
-
-
-#: Every backend, in the order tests are parametrized. Adding a backend = adding its module.
-BACKEND_NAMES: tuple[str, ...] = _discover()
-
-_REGISTRY: dict[str, type[Backend]] = {}
 
 
 class BackendUnavailable(RuntimeError):
@@ -46,6 +28,23 @@ class BackendUnavailable(RuntimeError):
 
 class OutputMismatch(AssertionError):
     """A backend's outputs disagree with the PyTorch reference beyond tolerance."""
+
+
+@dataclass(frozen=True)
+class BackendTarget:
+    """One backend at one precision; ``id`` is its test-id fragment (``pytorch``, ``tensorrt-fp16``)."""
+
+    backend: str
+    precision: str
+
+    @property
+    def id(self) -> str:
+        return self.backend if self.precision == "fp32" else f"{self.backend}-{self.precision}"
+
+    @staticmethod
+    def ids(backends: tuple[str, ...]) -> tuple[str, ...]:
+        """Every target id ``backends`` can take (fp32 and fp16 of each), longest first, for parsing ids."""
+        return tuple(sorted({t for b in backends for t in (b, f"{b}-fp16")}, key=len, reverse=True))
 
 
 @dataclass(frozen=True)
@@ -75,31 +74,6 @@ class BackendRequest:
     rebuild: bool = False
 
 
-def register(name: str) -> Callable[[type[Backend]], type[Backend]]:
-    """Class decorator adding a backend under ``name``."""
-
-    def wrap(cls: type[Backend]) -> type[Backend]:
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
-
-
-def default_backends(device: str) -> tuple[str, ...]:
-    """Backends a run on ``device`` uses when --backends is not given."""
-    return tuple(n for n in BACKEND_NAMES if device in get_backend_class(n).default_devices)
-
-
-def get_backend_class(name: str) -> type[Backend]:
-    """The registered backend ``name``; imports its module on first use (heavy deps stay lazy)."""
-    if name not in BACKEND_NAMES:
-        raise KeyError(f"unknown backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}")
-    if name not in _REGISTRY:
-        importlib.import_module(f"fastnas_bench.backends.{name.replace('-', '_')}")
-    return _REGISTRY[name]
-
-
 class Backend(ABC):
     """One loaded model on one runtime, ready to be checked and timed."""
 
@@ -115,6 +89,9 @@ class Backend(ABC):
     default_devices: ClassVar[tuple[Device, ...]] = ("cpu", "cuda")
     #: pytest markers its tests carry (declared in pyproject).
     marks: ClassVar[tuple[str, ...]] = ()
+    #: Devices on which a latency table can time single layers the way this backend runs them
+    #: (:meth:`layer_runner`); the latency-aware method cuts only for such a backend and device.
+    times_layers: ClassVar[tuple[Device, ...]] = ()
 
     def __init__(self, request: BackendRequest) -> None:
         if request.device not in self.devices:
@@ -128,6 +105,14 @@ class Backend(ABC):
     def probe(cls, device: Device) -> str | None:
         """Try the runtime for real on ``device``; return why it is unusable, or ``None``."""
         return None
+
+    @classmethod
+    def layer_runner(cls, module: Any, x: Any, threads: int, device: Device, precision: Precision) -> Callable[[], None]:
+        """One call of ``module`` (a torch layer) on ``x`` as this backend runs it, loaded and ready.
+
+        Only on the devices of :attr:`times_layers`.
+        """
+        raise NotImplementedError(f"{cls.name} does not time single layers")
 
     @abstractmethod
     def _load(self) -> None:
@@ -177,7 +162,7 @@ class Backend(ABC):
             The box (px) and score differences and how many detections were matched.
 
         Raises:
-            OutputMismatch: naming the check that failed (see :mod:`fastnas_bench.agreement`).
+            OutputMismatch: naming the check that failed (see :mod:`fastnas_bench.backends._lib.agreement`).
         """
         agreement, failure = compare_outputs(self.infer(images), reference, self.request.precision)
         if failure:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
-from fastnas_bench.backends.base import Backend, BackendUnavailable, Device, Precision, register
+from fastnas_bench.backends.base import Backend, BackendUnavailable, Device, Precision
+from fastnas_bench.backends.registry import register
+from fastnas_bench.versions import package_version
 
 _PROVIDERS: dict[str, str] = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 #: ORT's allow_spinning session setting for benchmark sessions ("0": idle workers sleep).
@@ -19,8 +22,6 @@ def mixed_install() -> str | None:
     ``onnxruntime`` and ``onnxruntime-gpu`` install the same ``onnxruntime`` module; whichever was
     installed last wins, usually without the CUDA provider, so a GPU run would skip ORT-CUDA.
     """
-    from fastnas_bench.spec import package_version
-
     if "absent" in (package_version("onnxruntime"), package_version("onnxruntime-gpu")):
         return None
     return ("both onnxruntime and onnxruntime-gpu are installed and share one module; keep one: "
@@ -48,6 +49,8 @@ class OnnxRuntimeBackend(Backend):
     """An ORT InferenceSession on the variant's ONNX export."""
 
     needs_onnx = True
+    # Layers are timed through ORT's CPU provider only: on CUDA the latency-aware cut uses PyTorch.
+    times_layers: ClassVar[tuple[Device, ...]] = ("cpu",)
     # The export is fp32; an fp16 session would need an fp16 export of its own.
     precisions: ClassVar[dict[str, tuple[Precision, ...]]] = {"cpu": ("fp32",), "cuda": ("fp32",)}
 
@@ -63,6 +66,24 @@ class OnnxRuntimeBackend(Backend):
         if _PROVIDERS[device] not in ort.get_available_providers():
             return f"onnxruntime {ort.__version__} has no {_PROVIDERS[device]} (install onnxruntime-gpu)"
         return None
+
+    @classmethod
+    def layer_runner(cls, module: Any, x: Any, threads: int, device: Device, precision: Precision) -> Callable[[], None]:
+        import io
+
+        import onnxruntime as ort
+        import torch
+
+        buffer = io.BytesIO()
+        torch.onnx.export(module.eval(), (x,), buffer, input_names=["x"], output_names=["y"],  # type: ignore[arg-type]
+                          opset_version=17, dynamo=False)
+        session = ort.InferenceSession(buffer.getvalue(), session_options(threads), providers=["CPUExecutionProvider"])
+        feed = {"x": x.numpy()}
+
+        def call() -> None:
+            session.run(None, feed)
+
+        return call
 
     def _load(self) -> None:
         import onnxruntime as ort

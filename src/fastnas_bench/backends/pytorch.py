@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from fastnas_bench.backends.base import Backend, BackendUnavailable, Device, register
+from fastnas_bench.backends.base import Backend, BackendUnavailable, Device, Precision
+from fastnas_bench.backends.registry import register
 
 # torch loads when a backend is used, not when the registry is read (option parsing, --help).
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ def reference_output(weights: Any, images: np.ndarray) -> np.ndarray:
     """The fp32 CPU output of the unfused checkpoint: the reference every backend must match."""
     import torch
 
-    from fastnas_bench.models import load_model
+    from fastnas_bench.yolo.models import load_model
 
     model = load_model(weights)
     with torch.inference_mode():
@@ -35,6 +36,26 @@ def _primary(out: Any) -> torch.Tensor:
 class PyTorchBackend(Backend):
     """Eager PyTorch, as deployed by Ultralytics' own predictor (Conv+BN fused)."""
 
+    times_layers: ClassVar[tuple[Device, ...]] = ("cpu", "cuda")
+
+    @classmethod
+    def layer_runner(cls, module: Any, x: Any, threads: int, device: Device, precision: Precision) -> Callable[[], None]:
+        import torch
+
+        torch.set_num_threads(threads)
+        dtype = torch.float16 if precision == "fp16" else torch.float32
+        module = module.eval().to(device, dtype)
+        x = x.to(device, dtype)
+        cuda = device.startswith("cuda")
+
+        def call() -> None:
+            with torch.inference_mode():
+                module(x)
+            if cuda:  # the wall time must be the device's time, as in the benchmark's runner
+                torch.cuda.synchronize()
+
+        return call
+
     @classmethod
     def probe(cls, device: Device) -> str | None:
         import torch
@@ -46,7 +67,7 @@ class PyTorchBackend(Backend):
     def _load(self) -> None:
         import torch
 
-        from fastnas_bench.models import load_model
+        from fastnas_bench.yolo.models import load_model
 
         # The eager check only: a subclass's own probe (a test compile) runs once per session, not per load.
         reason = PyTorchBackend.probe(self.request.device)

@@ -9,16 +9,16 @@ AutoCast; on 10.x the FP16 builder flag is used on the FP32 ONNX.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from fastnas_bench.backends.base import Backend, BackendUnavailable, Device, register
-from fastnas_bench.cache import sha256_file
+from fastnas_bench.backends.base import Backend, BackendUnavailable, Device
+from fastnas_bench.backends.registry import register
+from fastnas_bench.fsutil import atomic_write_bytes
+from fastnas_bench.keys import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +97,7 @@ def build_engine(
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path.name}")
 
     # Timing caches only grow; write the merged cache atomically so a crash cannot truncate it.
-    timing_cache.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=timing_cache.parent, prefix=".timing-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(memoryview(config.get_timing_cache().serialize()))
-    os.replace(tmp, timing_cache)
+    atomic_write_bytes(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
     return bytes(memoryview(serialized))
 
 

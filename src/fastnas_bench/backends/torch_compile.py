@@ -8,10 +8,11 @@ where TensorRT is absent.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from fastnas_bench.backends.base import BackendUnavailable, Device, register
+from fastnas_bench.backends.base import BackendUnavailable, Device
 from fastnas_bench.backends.pytorch import PyTorchBackend
+from fastnas_bench.backends.registry import register
 
 # "reduce-overhead" captures the compiled graph in CUDA graphs (one launch per call); CPU has no
 # graphs, and "max-autotune-no-cudagraphs" there only lengthens the compile.
@@ -24,6 +25,8 @@ class TorchCompileBackend(PyTorchBackend):
 
     # Compiling takes minutes on a 2-core CPU: CPU runs ask for it by name (--backends).
     default_devices = ("cuda",)
+    # A latency table of eager layers would not be what this backend runs.
+    times_layers: ClassVar[tuple[Device, ...]] = ()
 
     @classmethod
     def probe(cls, device: Device) -> str | None:

@@ -1,7 +1,1 @@
-"""Pruning methods: one module each, registered by name."""
-
-from __future__ import annotations
-
-from fastnas_bench.methods.base import METHOD_NAMES, PruneContext, PruneMethod, get_method, get_method_class, register
-
-__all__ = ["METHOD_NAMES", "PruneContext", "PruneMethod", "get_method", "get_method_class", "register"]
+"""Pruning methods, one module each (see :mod:`fastnas_bench.methods.registry`); the interface in ``base``."""

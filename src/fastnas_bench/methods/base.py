@@ -1,4 +1,4 @@
-"""The pruning-method interface and its registry.
+"""The pruning-method interface (the registry is :mod:`fastnas_bench.methods.registry`).
 
 A method turns a trained baseline DetectionModel into a smaller plain ``nn.Module`` (no modelopt
 dynamic modules left) under a FLOPs target. Fine-tuning, metrics and caching are the pipeline's
@@ -7,35 +7,17 @@ job, so a method is only the structural change itself.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-# Light at import: the spec validates method names from here, and option parsing reads them.
+# Light at import: torch and Ultralytics are only named for the type checker.
 if TYPE_CHECKING:
     from torch import nn
     from ultralytics.nn.tasks import DetectionModel
 
-    from fastnas_bench.spec import VariantSpec
-
-_REGISTRY: dict[str, type[PruneMethod]] = {}
-_M = TypeVar("_M", bound="type[PruneMethod]")
-# Modules of this package that hold no method.
-_HELPERS = frozenset({"base", "latency_match", "search_space"})
-
-
-def _discover() -> tuple[str, ...]:
-    """Every pruning method: one module each in this package (``fastnas_latency.py`` is
-    ``fastnas-latency``), found without importing them."""
-    return tuple(sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules([str(Path(__file__).parent)])
-                        if m.name not in _HELPERS and not m.name.startswith("_")))
-
-
-#: Every pruning method. Adding a method = adding its module.
-METHOD_NAMES: tuple[str, ...] = _discover()
+    from fastnas_bench.variants.spec import VariantSpec
 
 
 @dataclass(frozen=True)
@@ -96,32 +78,3 @@ class PruneMethod(ABC):
         """Re-impose the method's structure on ``model`` (after each optimizer step and on the
         final checkpoint). Structured methods change shapes, which training cannot undo: no-op.
         """
-
-
-def register(name: str):  # type: ignore[no-untyped-def]
-    """Class decorator adding a method to the registry under ``name``."""
-
-    def wrap(cls: _M) -> _M:
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
-
-
-def get_method_class(name: str) -> type[PruneMethod]:
-    """The registered method ``name`` (its module is imported on first use).
-
-    Raises:
-        KeyError: for a name that is not a method.
-    """
-    if name not in METHOD_NAMES:
-        raise KeyError(f"unknown pruning method {name!r}; expected one of {', '.join(METHOD_NAMES)}")
-    if name not in _REGISTRY:
-        importlib.import_module(f"fastnas_bench.methods.{name.replace('-', '_')}")
-    return _REGISTRY[name]
-
-
-def get_method(name: str) -> PruneMethod:
-    """A fresh instance of the registered method ``name``."""
-    return get_method_class(name)()

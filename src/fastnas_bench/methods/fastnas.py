@@ -23,13 +23,16 @@ from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 
 from fastnas_bench import progress
+from fastnas_bench.compat.modelopt import is_dynamic, is_unreachable_constraint_error, read_sensitivity_map
+from fastnas_bench.compat.ultralytics import map50_95
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.methods.base import PruneContext, PruneMethod, register
-from fastnas_bench.methods.latency_match import prune_to_latency
-from fastnas_bench.methods.search_space import search_space_config
-from fastnas_bench.models import REPORT_IMGSZ, model_gflops
-from fastnas_bench.spec import VariantSpec
+from fastnas_bench.methods._lib.latency_match import prune_to_latency
+from fastnas_bench.methods._lib.search_space import search_space_config
+from fastnas_bench.methods.base import PruneContext, PruneMethod
+from fastnas_bench.methods.registry import register
 from fastnas_bench.traceable import make_traceable
+from fastnas_bench.variants.spec import VariantSpec
+from fastnas_bench.yolo.models import REPORT_IMGSZ, model_gflops
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +112,7 @@ class _MapScore:
         )
 
     def __call__(self, model: nn.Module) -> float:
-        stats = self.validator(model=_UnfusedView(model))  # type: ignore[arg-type]
-        return float(stats["metrics/mAP50-95(B)"])
+        return map50_95(self.validator(model=_UnfusedView(model)))  # type: ignore[arg-type]
 
 
 class _CountedScore:
@@ -232,7 +234,7 @@ class FastNAS(PruneMethod):
                     "verbose": False,
                 },
             )
-        pruned = mtn.export(pruned) if _is_dynamic(pruned) else pruned
+        pruned = mtn.export(pruned) if is_dynamic(pruned) else pruned
         return pruned.cpu()
 
 
@@ -242,7 +244,7 @@ def _unreachable_as_bad_input(spec: VariantSpec, flops_target: float):  # type: 
     try:
         yield
     except ValueError as e:
-        if "constraints can be satisfied" not in str(e):
+        if not is_unreachable_constraint_error(e):
             raise
         raise BadInputError(
             f"FLOPs target {flops_target:g} is out of reach for {spec.model} with channel divisor "
@@ -255,10 +257,8 @@ def lossless_choices(checkpoint: Path) -> tuple[int, int] | None:
 
     ``None`` where the checkpoint holds no map (another modelopt layout).
     """
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        sensitivity = state["sensitivity_map"]
-    except (OSError, KeyError, TypeError, RuntimeError):
+    sensitivity = read_sensitivity_map(checkpoint)
+    if sensitivity is None:
         return None
     # The full width of each hparam always reads 0; only the narrower choices say something.
     narrower = [v for choices in sensitivity.values() for c, v in choices.items() if c != max(choices)]
@@ -286,22 +286,15 @@ def sensitivity_map(model: DetectionModel, ctx: PruneContext, calib_batches: int
             # A target out of reach fails the subnet, not necessarily the map: use the map if it was stored.
             if not _has_map(checkpoint):
                 raise
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    return {name: {int(c): max(0.0, float(v)) for c, v in choices.items()}
-            for name, choices in state["sensitivity_map"].items()}
+    stored = read_sensitivity_map(checkpoint)
+    if stored is None:
+        # The search ran but left no map where modelopt 0.47 keeps it: another modelopt layout.
+        raise RuntimeError(f"the FastNAS search checkpoint {checkpoint} holds no sensitivity map")
+    return {name: {int(c): max(0.0, float(v)) for c, v in choices.items()} for name, choices in stored.items()}
 
 
 def _has_map(checkpoint: Path) -> bool:
-    try:
-        return bool(torch.load(checkpoint, map_location="cpu", weights_only=False).get("sensitivity_map"))
-    except (OSError, RuntimeError, AttributeError, EOFError):
-        return False
-
-
-def _is_dynamic(model: nn.Module) -> bool:
-    from modelopt.torch.opt.dynamic import DynamicModule
-
-    return any(isinstance(m, DynamicModule) for m in model.modules())
+    return bool(read_sensitivity_map(checkpoint))
 
 
 @contextlib.contextmanager

@@ -9,11 +9,11 @@ lookup table plus a knapsack over importance):
 - accuracy: the sensitivity map of FastNAS's own search (score lost per width choice of every
   prunable layer), read from the search checkpoint FastNAS variants share: no new score calls;
 - latency: every convolution timed alone on the budget's backend over its input × output widths
-  (:mod:`fastnas_bench.latency_table`); a width configuration's cost is read through modelopt's
+  (:mod:`fastnas_bench.methods._lib.latency_table`); a width configuration's cost is read through modelopt's
   own search space (which convolutions' inputs and outputs each choice narrows), so coupled
   layers and the in × out product are costed as they are, not summed per choice;
 - selection: the widths with the least total sensitivity whose saving meets the budget (an exact
-  multiple-choice knapsack over each choice's saving at full width, :mod:`fastnas_bench.selection`),
+  multiple-choice knapsack over each choice's saving at full width, :mod:`fastnas_bench.methods._lib.knapsack`),
   its aim moved until the table's cost of the whole selection meets the budget (savings of
   neighbouring layers overlap: a conv whose input and output both narrow saves less than the sum);
 - verification: the selected network is timed against the source in ABBA rounds; where it misses
@@ -30,15 +30,17 @@ from collections.abc import Callable
 from ultralytics.nn.tasks import DetectionModel
 
 from fastnas_bench import progress
-from fastnas_bench.cache import ArtifactCache
+from fastnas_bench.compat.modelopt import hparam_choices
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.latency_probe import LatencyProbe
-from fastnas_bench.latency_table import active_widths, build_table, cached_table, conv_shapes, table_key
-from fastnas_bench.methods.base import PruneContext, PruneMethod, register
+from fastnas_bench.measure.probe import LatencyProbe
+from fastnas_bench.methods._lib.knapsack import reachable_saving, select_widths
+from fastnas_bench.methods._lib.latency_table import active_widths, build_table, cached_table, conv_shapes, table_key
+from fastnas_bench.methods._lib.search_space import searchable, subnet
+from fastnas_bench.methods.base import PruneContext, PruneMethod
 from fastnas_bench.methods.fastnas import CALIB_BATCHES, sensitivity_map
-from fastnas_bench.methods.search_space import searchable, subnet
-from fastnas_bench.models import model_gflops
-from fastnas_bench.selection import reachable_saving, select_widths
+from fastnas_bench.methods.registry import register
+from fastnas_bench.variants.cache import ArtifactCache
+from fastnas_bench.yolo.models import model_gflops
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ class LatencyAwareFastNAS(PruneMethod):
         if unmapped:
             raise RuntimeError(f"FastNAS's sensitivity map lacks hparams {unmapped}: the search spaces differ")
         probe = LatencyProbe(model, budget, ctx.work_dir / "latency-probe")
-        space = {name: sorted(hparams[name].choices) for name in loss}
+        space = {name: sorted(hparam_choices(hparams[name])) for name in loss}
         shapes = conv_shapes(net, hparams, budget.imgsz, budget.batch)
         key = table_key(ctx.source_sha256, space, budget)
         table = cached_table(ArtifactCache(ctx.cache_root), key, lambda: build_table(shapes, budget, probe.reference_call))

@@ -15,10 +15,12 @@ import logging
 
 from ultralytics.nn.tasks import DetectionModel
 
-from fastnas_bench.methods.base import PruneContext, PruneMethod, register
-from fastnas_bench.methods.latency_match import prune_to_latency
-from fastnas_bench.methods.search_space import searchable, subnet
-from fastnas_bench.models import model_gflops
+from fastnas_bench.compat.modelopt import hparam_choices
+from fastnas_bench.methods._lib.latency_match import prune_to_latency
+from fastnas_bench.methods._lib.search_space import searchable, subnet
+from fastnas_bench.methods.base import PruneContext, PruneMethod
+from fastnas_bench.methods.registry import register
+from fastnas_bench.yolo.models import model_gflops
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ def uniform_widths(hparams: dict, keep: float) -> dict:
     """For each hparam, the smallest allowed width ≥ ``keep`` × its full width."""
     config = {}
     for name, hp in hparams.items():
-        choices = sorted(hp.choices)
+        choices = sorted(hparam_choices(hp))
         wanted = keep * max(choices)
         config[name] = next((c for c in choices if c >= wanted - 1e-9), max(choices))
     return config
@@ -70,8 +72,8 @@ class UniformNormPruning(PruneMethod):
         # Widths move in divisor steps, so FLOPs jump between neighbouring ratios. Like
         # largest-remainder rounding, widen first the layers that rounding cut furthest below the
         # common ratio, while the FLOPs stay under the target.
-        for name in sorted(hparams, key=lambda n: config[n] / max(hparams[n].choices)):
-            wider = [c for c in sorted(hparams[name].choices) if c > config[name]]
+        for name in sorted(hparams, key=lambda n: config[n] / max(hparam_choices(hparams[n]))):
+            wider = [c for c in sorted(hparam_choices(hparams[name])) if c > config[name]]
             if not wider:
                 continue
             trial = {**config, name: wider[0]}

@@ -16,7 +16,8 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 from ultralytics.nn.tasks import DetectionModel
 
-from fastnas_bench.methods.base import PruneContext, PruneMethod, register
+from fastnas_bench.methods.base import PruneContext, PruneMethod
+from fastnas_bench.methods.registry import register
 
 log = logging.getLogger(__name__)
 

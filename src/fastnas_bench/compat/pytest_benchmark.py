@@ -1,0 +1,32 @@
+"""pytest-benchmark internals: its session's decision to time nothing, a run's raw samples, its storage option."""
+
+from __future__ import annotations
+
+from typing import Any
+
+READ_FROM = {"pytest-benchmark": "5.3.1"}
+# Instance attributes (``config._benchmarksession``, ``.disabled``, ``benchmark.stats.stats.data``) are
+# checked on a real pytest-benchmark session in tests/test_compat.py.
+RELIED_ON = (
+    ("pytest_benchmark.session", "BenchmarkSession"),
+    ("pytest_benchmark.stats", "Metadata"),
+    ("pytest_benchmark.stats", "Stats"),
+)
+
+
+def timing_disabled(config: Any) -> bool:
+    """Whether pytest-benchmark decided to time nothing (``--benchmark-disable``, or xdist workers)."""
+    session = getattr(config, "_benchmarksession", None)
+    return bool(session is not None and session.disabled)
+
+
+def timed_samples_s(benchmark: Any) -> list[float]:
+    """Per-round seconds of the last ``benchmark.pedantic`` run."""
+    return list(benchmark.stats.stats.data)
+
+
+def scope_file_storage(config: Any, folder: str) -> None:
+    """Put ``file://`` storage one folder down (``<storage>/<folder>``); other storages are left alone."""
+    storage = getattr(config.option, "benchmark_storage", None)
+    if isinstance(storage, str) and storage.startswith("file://"):
+        config.option.benchmark_storage = f"{storage.rstrip('/')}/{folder}"

@@ -1,0 +1,44 @@
+"""A test-only hook that slows chosen variants on chosen backends, to show what the verdicts catch.
+
+Kept out of normal runs' way: it does nothing unless the variable is set, a run with it set says
+so in its summary, and ``--update-baselines`` refuses to record such a run.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fastnas_bench.backends.registry import BACKEND_NAMES
+from fastnas_bench.errors import BadInputError
+
+#: Test-only hook: ``FASTNAS_BENCH_INJECT_SLOWDOWN="onnxruntime:fastnas66=10%"`` makes every timed
+#: call of that variant on that backend take 10% longer (``*`` for every variant; several items
+#: comma-separated), to show which slowdowns the verdicts catch. Runs with it never become baselines.
+INJECT_SLOWDOWN_ENV = "FASTNAS_BENCH_INJECT_SLOWDOWN"
+
+
+def parse_injected_slowdowns(spec: str) -> dict[tuple[str, str], float]:
+    """``{(backend, variant or "*"): fraction}`` from the hook's value.
+
+    Raises:
+        BadInputError: naming an item that is not ``backend:variant=N%``.
+    """
+    slowdowns: dict[tuple[str, str], float] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        target, _, amount = item.partition("=")
+        backend, _, variant = target.partition(":")
+        try:
+            fraction = float(amount.removesuffix("%")) / 100 if amount.endswith("%") else float("nan")
+        except ValueError:
+            fraction = float("nan")
+        if backend not in BACKEND_NAMES or not variant or not fraction > 0:
+            raise BadInputError(f"{INJECT_SLOWDOWN_ENV} item {item!r} must look like backend:variant=10% "
+                                f"(backend one of {', '.join(BACKEND_NAMES)}, variant a name or *)")
+        slowdowns[(backend, variant)] = fraction
+    return slowdowns
+
+
+def injected_slowdown(backend: str, variant: str) -> float:
+    """Fraction by which :data:`INJECT_SLOWDOWN_ENV` slows ``variant`` on ``backend`` (0 if not named)."""
+    slowdowns = parse_injected_slowdowns(os.environ.get(INJECT_SLOWDOWN_ENV, ""))
+    return slowdowns.get((backend, variant), slowdowns.get((backend, "*"), 0.0))

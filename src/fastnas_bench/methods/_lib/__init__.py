@@ -1,0 +1,1 @@
+"""Helpers of the pruning methods that are not methods themselves (never discovered as one)."""

@@ -1,0 +1,276 @@
+"""The latency table: every convolution's measured latency over its input/output widths, on the target backend.
+
+What narrowing a layer saves on a backend is not its FLOPs share: an 80×80 px convolution costs
+a 2-core CPU far more per FLOP than a 20×20 px one, and narrow convolutions use a vector unit
+worse than wide ones. So each convolution of the network is timed on its own, as the backend runs
+it (Conv+BN fused, SiLU, at its real spatial size and batch), at a grid of input × output widths
+(narrowest, middle, full of each), and interpolated bilinearly between them (HALP's per-layer
+latency lookup table, made two-dimensional because a conv's cost is its input times its output).
+
+Why per layer and not the whole model with one layer narrowed at a time: on this project's 2-core
+VM a paired whole-model ratio has a per-round noise of about 6.6%, while narrowing one layer saves
+0-5% of the model; a 6-round table of that kind read entries of ±10-30% (measured), and a
+knapsack then picks the layers whose noise read fastest. A single layer timed alone carries the
+same relative noise on a figure 20-100× smaller.
+
+Every layer timing is a median ratio to a fixed reference workload timed in alternation with it,
+so the machine's drift over the minutes a table takes cancels; the backend's per-call overhead
+(an empty graph's time) is subtracted from each layer. What the convolutions do not cover
+(concatenations, upsampling, pooling, the box decoding) is the full model's measured time minus
+the table's sum at full width, kept as a constant.
+
+The table is an artifact: cached per source weights, search space, backend, precision, batch,
+image size, threads, machine class and runtime versions; built once, with progress shown.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastnas_bench import progress
+from fastnas_bench.backends.registry import get_backend_class, layer_timing_backends
+from fastnas_bench.compat.modelopt import hparam_choices, set_widths, widths_selected
+from fastnas_bench.errors import BadInputError
+from fastnas_bench.keys import digest
+from fastnas_bench.measure.timing import abba_rounds, time_rounds
+from fastnas_bench.variants.cache import ArtifactCache
+from fastnas_bench.variants.spec import LatencyBudget
+from fastnas_bench.versions import LATENCY_TABLE, versions_of
+
+log = logging.getLogger(__name__)
+
+TABLE_FILE = "latency_table.json"
+#: Bumped when what a table holds or how it is measured changes; part of its key.
+TABLE_VERSION = 1
+#: Alternating (layer, reference) rounds per table entry, fixed in advance.
+LAYER_ROUNDS = 25
+#: Alternating (model, reference) rounds of the full model's own time.
+MODEL_ROUNDS = 25
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """One convolution of the network: fixed geometry and the range of its widths.
+
+    Attributes:
+        kernel, stride, padding: Square geometry.
+        height, width: Spatial size of its input at the table's image size.
+        in_min, in_full, out_min, out_full: Narrowest and full input/output widths it can take.
+        act: Whether a SiLU follows it (Ultralytics' Conv block) or not (the head's last 1×1s).
+    """
+
+    kernel: int
+    stride: int
+    padding: int
+    height: int
+    width: int
+    in_min: int
+    in_full: int
+    out_min: int
+    out_full: int
+    act: bool
+
+    def grid(self) -> list[tuple[int, int]]:
+        """Widths to time: narrowest, middle and full of the input times the same of the output."""
+        ins = sorted({self.in_min, (self.in_min + self.in_full) // 2, self.in_full})
+        outs = sorted({self.out_min, (self.out_min + self.out_full) // 2, self.out_full})
+        return [(i, o) for i in ins for o in outs]
+
+
+def _axis(values: Sequence[int], x: float) -> tuple[int, int, float]:
+    """Bracketing grid values around ``x`` and the weight of the upper one (clamped to the grid)."""
+    if x <= values[0]:
+        return values[0], values[0], 0.0
+    for lo, hi in itertools.pairwise(values):
+        if x <= hi:
+            return lo, hi, (x - lo) / (hi - lo)
+    return values[-1], values[-1], 0.0
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """Per-convolution latency (ms) at grid widths, plus what the convolutions do not cover.
+
+    Attributes:
+        layers: conv name → {(in, out): ms}.
+        shapes: conv name → its geometry.
+        other_ms: Full model's time minus the convolutions' sum at full width (≥ 0).
+        full_ms: Full model's time as measured with the table (reference-normalised ms).
+        build_seconds: Wall time of the measurement.
+    """
+
+    layers: dict[str, dict[tuple[int, int], float]]
+    shapes: dict[str, ConvShape]
+    other_ms: float
+    full_ms: float
+    build_seconds: float = 0.0
+
+    def layer_ms(self, name: str, cin: int, cout: int) -> float:
+        """Bilinear interpolation of the layer's grid at (cin, cout)."""
+        grid = self.layers[name]
+        ins = sorted({i for i, _ in grid})
+        outs = sorted({o for _, o in grid})
+        i0, i1, wi = _axis(ins, cin)
+        o0, o1, wo = _axis(outs, cout)
+        return ((1 - wi) * (1 - wo) * grid[(i0, o0)] + wi * (1 - wo) * grid[(i1, o0)]
+                + (1 - wi) * wo * grid[(i0, o1)] + wi * wo * grid[(i1, o1)])
+
+    def cost_ms(self, active: Mapping[str, tuple[int, int]]) -> float:
+        """Predicted latency of a network whose convolutions have the ``active`` (in, out) widths."""
+        return self.other_ms + sum(self.layer_ms(n, *active[n]) for n in self.layers)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"layers": {n: [[i, o, ms] for (i, o), ms in g.items()] for n, g in self.layers.items()},
+                "shapes": {n: asdict(s) for n, s in self.shapes.items()},
+                "other_ms": self.other_ms, "full_ms": self.full_ms, "build_seconds": self.build_seconds}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LatencyTable:
+        return cls({n: {(int(i), int(o)): float(ms) for i, o, ms in g} for n, g in data["layers"].items()},
+                   {n: ConvShape(**s) for n, s in data["shapes"].items()},
+                   float(data["other_ms"]), float(data["full_ms"]), float(data["build_seconds"]))
+
+
+def conv_shapes(net: Any, hparams: Mapping[str, Any], imgsz: int, batch: int) -> dict[str, ConvShape]:
+    """Every Conv2d of search-space ``net``: its input size (one traced forward at full width) and
+    the widths it takes at the narrowest and the full choice of every hparam."""
+    import torch
+
+    convs = {n: m for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    parents = dict(net.named_modules())
+    widest = {k: max(hparam_choices(hp)) for k, hp in hparams.items()}
+    set_widths(net, widest)
+    sizes: dict[str, tuple[int, int]] = {}
+    hooks = [m.register_forward_pre_hook(lambda _m, args, n=n: sizes.__setitem__(n, tuple(args[0].shape[-2:])))
+             for n, m in convs.items()]
+    try:
+        with torch.inference_mode():
+            net.eval()(torch.zeros(batch, 3, imgsz, imgsz))
+    finally:
+        for h in hooks:
+            h.remove()
+    full = {n: (int(m.in_channels), int(m.out_channels)) for n, m in convs.items()}
+    set_widths(net, {k: min(hparam_choices(hp)) for k, hp in hparams.items()})
+    narrow = {n: (int(m.in_channels), int(m.out_channels)) for n, m in convs.items()}
+    set_widths(net, widest)
+    shapes = {}
+    for n, m in convs.items():
+        if m.groups != 1:
+            raise NotImplementedError(f"{n}: grouped convolutions are not in the latency table")
+        parent = parents.get(n.rsplit(".", 1)[0]) if "." in n else None
+        act = parent is not None and getattr(parent, "conv", None) is m and not isinstance(
+            getattr(parent, "act", torch.nn.Identity()), torch.nn.Identity)
+        shapes[n] = ConvShape(kernel=int(m.kernel_size[0]), stride=int(m.stride[0]), padding=int(m.padding[0]),
+                              height=sizes[n][0], width=sizes[n][1], in_min=narrow[n][0], in_full=full[n][0],
+                              out_min=narrow[n][1], out_full=full[n][1], act=act)
+    return shapes
+
+
+def active_widths(net: Any, config: Mapping[str, int], names: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """(in, out) of each named convolution of search-space ``net`` at ``config`` (others at full width)."""
+    with widths_selected(net, config):
+        return {n: (int(net.get_submodule(n).in_channels), int(net.get_submodule(n).out_channels)) for n in names}
+
+
+def _layer(shape: ConvShape, cin: int, cout: int) -> Any:
+    import torch
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(cin, cout, shape.kernel, shape.stride, shape.padding, bias=True)
+    return torch.nn.Sequential(conv, torch.nn.SiLU()) if shape.act else conv
+
+
+def layer_caller(backend: str, threads: int, device: str = "cpu",
+                 precision: str = "fp32") -> Callable[[Any, Any], Callable[[], None]]:
+    """How ``backend`` runs one module on one input on ``device``: a zero-argument call, loaded and ready.
+
+    Raises:
+        BadInputError: for a backend whose single layers this table cannot time (see
+            :attr:`~fastnas_bench.backends.base.Backend.times_layers`), or that cannot on ``device``.
+    """
+    cls = get_backend_class(backend)
+    if device not in cls.times_layers:
+        raise BadInputError(f"latency tables time single layers on {device} with "
+                            f"{', '.join(layer_timing_backends(device))} only, not {backend!r}")
+    return lambda module, x: cls.layer_runner(module, x, threads, device, precision)  # type: ignore[arg-type]
+
+
+def ratio_to_reference(call: Callable[[], None], reference: Callable[[], None], rounds: int) -> float:
+    """Median over ``rounds`` of call time / reference time, the two timed in alternation (ABBA)."""
+    time_rounds(call, 2, 0)
+    ref, timed = abba_rounds(reference, call, rounds)
+    return float(np.median([(b1 + b2) / (a1 + a2) for a1, a2, b1, b2 in zip(ref[::2], ref[1::2], timed[::2], timed[1::2])]))
+
+
+def build_table(shapes: Mapping[str, ConvShape], budget: LatencyBudget, full_model: Callable[[], None],
+                caller: Callable[[Any, Any], Callable[[], None]] | None = None,
+                measure: Callable[[Callable[[], None], Callable[[], None], int], float] = ratio_to_reference,
+                ) -> LatencyTable:
+    """Time every convolution at its grid widths, and the full model, against one reference workload.
+
+    Args:
+        shapes: The network's convolutions.
+        budget: Backend, batch, threads of the measurement.
+        full_model: One call of the full network as the backend runs it (from the latency probe).
+        caller: Builds a timed call of a module on an input (default: the budget's backend).
+        measure: Times a call against the reference (a scripted one in tests).
+    """
+    import torch
+
+    started = time.perf_counter()
+    make = caller or layer_caller(budget.backend, budget.threads, budget.device, budget.precision)
+    torch.manual_seed(0)
+    # The reference: a mid-sized convolution on the same backend, timed beside every entry.
+    reference = make(torch.nn.Conv2d(64, 64, 3, 1, 1), torch.rand(budget.batch, 64, 40, 40))
+    ref_ms = float(np.median(time_rounds(reference, 5, 30))) * 1e3
+    empty = make(torch.nn.Conv2d(1, 1, 1), torch.rand(1, 1, 1, 1))
+    overhead = measure(empty, reference, LAYER_ROUNDS)
+    plan = [(n, i, o) for n, s in sorted(shapes.items()) for i, o in s.grid()]
+    layers: dict[str, dict[tuple[int, int], float]] = {n: {} for n in shapes}
+    for done, (n, cin, cout) in enumerate(plan, 1):
+        progress.step(f"latency table ({budget.backend}): layer timings", done, len(plan))
+        s = shapes[n]
+        call = make(_layer(s, cin, cout), torch.rand(budget.batch, cin, s.height, s.width))
+        layers[n][(cin, cout)] = max(0.0, measure(call, reference, LAYER_ROUNDS) - overhead) * ref_ms
+    full_ms = measure(full_model, reference, MODEL_ROUNDS) * ref_ms
+    table = LatencyTable(layers, dict(shapes), 0.0, full_ms)
+    conv_full = table.cost_ms({n: (s.in_full, s.out_full) for n, s in shapes.items()})
+    other = max(0.0, full_ms - conv_full)
+    log.info("latency table: full model %.2f ms, convolutions %.2f ms, other %.2f ms (reference %.2f ms)",
+             full_ms, conv_full, other, ref_ms)
+    return LatencyTable(layers, dict(shapes), other, full_ms, round(time.perf_counter() - started, 1))
+
+
+def table_key(source_sha256: str, search_space: Mapping[str, Sequence[int]], budget: LatencyBudget) -> str:
+    """Cache key: everything that changes a measured entry (the budget's target does not)."""
+    blob = {
+        "source_sha256": source_sha256, "search_space": {h: sorted(c) for h, c in sorted(search_space.items())},
+        "backend": budget.backend, "precision": budget.precision, "batch": budget.batch, "imgsz": budget.imgsz,
+        "threads": budget.threads, "device": budget.device, "machine": budget.machine,
+        "rounds": [LAYER_ROUNDS, MODEL_ROUNDS], "version": TABLE_VERSION,
+        "versions": versions_of(LATENCY_TABLE),
+    }
+    return f"latency-table-{budget.backend}-{budget.precision}-{budget.imgsz}px-bs{budget.batch}-{digest(blob)}"
+
+
+def cached_table(cache: ArtifactCache, key: str, build: Callable[[], LatencyTable]) -> LatencyTable:
+    """The table under ``key``, built once (locked, atomic, checksummed like every cache entry)."""
+
+    def builder(tmp: Path) -> dict[str, Any]:
+        progress.report(f"measuring latency table {key}; cached after this run")
+        table = build()
+        (tmp / TABLE_FILE).write_text(json.dumps(table.to_json(), indent=1, sort_keys=True))
+        return {"kind": "latency-table", "table_seconds": table.build_seconds, "full_ms": table.full_ms,
+                "other_ms": table.other_ms}
+
+    cache.get_or_build(key, builder)
+    return LatencyTable.from_json(json.loads((cache.path(key) / TABLE_FILE).read_text()))

@@ -1,0 +1,53 @@
+"""How a benchmark test ends: pass, fail with the figures, *undecided*, or skipped with the reason."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NoReturn
+
+import pytest
+
+from fastnas_bench.verdicts.gates import gate_message, judge
+from fastnas_bench.verdicts.outcome import Outcome
+from fastnas_bench.verdicts.records import LatencyRecord, SpeedupRecord, TestKey
+
+if TYPE_CHECKING:
+    from fastnas_bench.config.settings import BenchSettings
+    from fastnas_bench.pytest_plugin.session import BenchSession
+
+#: A test's user property that marks its skip as an undecided verdict.
+VERDICT_PROPERTY = ("fastnas_bench_verdict", "undecided")
+
+
+def report_outcome(request: pytest.FixtureRequest, outcome: Outcome, message: str) -> None:
+    """End a test with a verdict's outcome: pass, fail (``message``), or *undecided*.
+
+    Undecided is reported as its own outcome (``U`` / ``UNDECIDED`` and a count in the final line),
+    never as a pass; it does not fail the run, because the measurement did not show a failure either.
+    """
+    if outcome is Outcome.FAIL:
+        pytest.fail(message, pytrace=False)
+    if outcome is Outcome.UNDECIDED:
+        request.node.user_properties.append(VERDICT_PROPERTY)
+        pytest.skip(f"UNDECIDED: {message}")
+
+
+def unavailable(settings: BenchSettings, backend: str, reason: str) -> NoReturn:
+    """Skip a test whose backend cannot run here, with the reason; fail instead where the user
+    asked for that backend by name on a GPU run (a nightly must not go green on skips)."""
+    if backend in settings.required_backends:
+        pytest.fail(f"--backends {backend} was requested but cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def judge_against_stored(request: pytest.FixtureRequest, session: BenchSession, stored: TestKey,
+                         current: SpeedupRecord | LatencyRecord, head: str) -> None:
+    """The regression gate of ``current``'s kind against the stored runs of ``stored``; skips with the
+    count while too few are stored."""
+    runs = session.store.runs(stored)
+    verdict = judge(runs, current)
+    if verdict is None:
+        pytest.skip(f"{len(runs)} stored run(s) of {stored.format()} in {session.store.path}; the gate needs ≥ 5 "
+                    "(record passing runs with --update-baselines)")
+    session.note_gate(request.node.name, stored.target, "speedup" if isinstance(current, SpeedupRecord) else "latency",
+                      verdict)
+    report_outcome(request, verdict.outcome, gate_message(head, verdict, runs, current))

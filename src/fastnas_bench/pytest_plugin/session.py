@@ -1,0 +1,216 @@
+"""One benchmark session: settings, Ultralytics' environment, storage, stored baselines, the summary.
+
+The hooks in :mod:`fastnas_bench.pytest_plugin.hooks` only hand pytest's events to this object
+(pytest-benchmark's ``plugin.py`` and ``BenchmarkSession`` split the same way).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fastnas_bench import progress
+from fastnas_bench.compat import pytest as pytest_compat
+from fastnas_bench.compat import pytest_benchmark as benchmark_compat
+from fastnas_bench.config.settings import BenchSettings, resolve_settings
+from fastnas_bench.errors import BadInputError
+from fastnas_bench.host import machine_class, static_machine_info
+from fastnas_bench.measure.inject import INJECT_SLOWDOWN_ENV, parse_injected_slowdowns
+from fastnas_bench.variants.data import GENERATED_PREFIX
+from fastnas_bench.verdicts.baselines import BaselineStore
+from fastnas_bench.verdicts.gates import GateVerdict
+from fastnas_bench.verdicts.records import LatencyRecord, SpeedupRecord, TestKey
+
+SESSION_KEY = pytest.StashKey["BenchSession"]()
+
+#: Option dests that make up the settings (see ``hooks.pytest_addoption``).
+SETTING_OPTIONS = ("gpu", "backends", "methods", "flops_target", "flops_targets", "latency_targets", "latency_backends",
+                   "channel_divisors", "min_speedup", "max_map_drop", "max_recall_drop", "batch_sizes", "imgsz", "data",
+                   "model", "weights", "cache_dir", "rebuild_variants")
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One regression gate's verdict this run, for the summary's resolution lines."""
+
+    target: str
+    kind: str
+    resolution: float
+    outcome: str
+
+
+class BenchSession:
+    """What one pytest session runs with, and what it produced and judged.
+
+    Args:
+        settings: The resolved settings.
+        store: Stored baselines of this machine class and profile.
+        update: Whether a passing run is appended to ``store`` (``--update-baselines``).
+    """
+
+    def __init__(self, settings: BenchSettings, store: BaselineStore, update: bool) -> None:
+        self.settings = settings
+        self.store = store
+        self.update = update
+        self.produced: dict[str, SpeedupRecord | LatencyRecord] = {}
+        self.gates: dict[str, GateResult] = {}
+        self.update_note: str | None = None
+
+    @property
+    def machine_class(self) -> str:
+        return self.store.machine_class
+
+    @classmethod
+    def start(cls, config: pytest.Config) -> BenchSession:
+        """Settings from the options, Ultralytics' environment, the machine class and its stored runs.
+
+        Raises:
+            pytest.UsageError: for a bad option, a contradiction, or ``--gpu`` without a GPU.
+        """
+        opts = {name: config.getoption(name) for name in SETTING_OPTIONS}
+        opts["profile"] = config.getoption("fastnas_profile")
+        try:
+            settings = resolve_settings(opts)
+            injected = parse_injected_slowdowns(os.environ.get(INJECT_SLOWDOWN_ENV, ""))
+        except BadInputError as e:
+            raise pytest.UsageError(str(e)) from None
+        update = bool(config.getoption("update_baselines"))
+        if injected and update:
+            raise pytest.UsageError(f"--update-baselines with {INJECT_SLOWDOWN_ENV} set: a deliberately slowed run "
+                                    "must never become a baseline")
+        _set_ultralytics_env(settings)
+        if settings.device == "cuda":
+            from fastnas_bench.host import require_cuda
+
+            # The user asked for the GPU: without one, stop now rather than report a green run of skips.
+            try:
+                require_cuda()
+            except BadInputError as e:
+                raise pytest.UsageError(str(e)) from None
+        key = machine_class(settings.device)
+        root = Path(config.getoption("baselines_dir") or config.rootpath / "baselines")
+        # pytest-benchmark keys its storage by OS/Python only; keep runs of different hardware apart
+        # (runs then sit at <storage>/<machine class>/<pytest-benchmark machine id>/NNNN_*.json).
+        benchmark_compat.scope_file_storage(config, key)
+        return cls(settings, BaselineStore(root, key, settings.profile.name), update)
+
+    def record(self, key: TestKey, record: SpeedupRecord | LatencyRecord) -> None:
+        """What this run measured for ``key``: saved with the run, and stored with --update-baselines."""
+        self.produced[key.format()] = record
+
+    def note_gate(self, test_name: str, target: str, kind: str, verdict: GateVerdict) -> None:
+        self.gates[test_name] = GateResult(target, kind, verdict.resolution, verdict.outcome.value)
+
+    @property
+    def speedups(self) -> dict[str, SpeedupRecord]:
+        return {k: r for k, r in self.produced.items() if isinstance(r, SpeedupRecord)}
+
+    def show_progress(self, config: pytest.Config) -> None:
+        """Send build progress to the terminal through pytest's capture."""
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return
+
+        def to_terminal(message: str) -> None:
+            with pytest_compat.capture_suspended(config):
+                reporter.ensure_newline()
+                reporter.write_line(f"fastnas-bench: {message}")
+
+        progress.set_sink(to_terminal)
+
+    def finish(self, exitstatus: int) -> None:
+        """Append this run to the stored baselines where asked and every test passed."""
+        if not self.update or not self.produced:
+            return
+        if exitstatus != 0:
+            # A failed or interrupted run must never become the reference.
+            self.update_note = f"baselines NOT updated: the run did not pass (exit {exitstatus})"
+            return
+        self.store.append(self.produced)
+        self.update_note = f"baselines updated: this run appended to {len(self.produced)} entries in {self.store.path}"
+
+    def header(self) -> list[str]:
+        s = self.settings
+        p = s.profile
+        return [
+            f"fastnas-bench: profile={p.name} device={s.device} backends={','.join(s.backends)} threads={s.threads} "
+            f"model={p.pruned.model} data={p.pruned.data} flops_target={p.pruned.flops_target} imgsz={p.bench_imgsz} "
+            f"batch_sizes={','.join(map(str, p.batch_sizes))} "
+            f"cache={s.cache_dir or os.environ.get('FASTNAS_BENCH_CACHE') or 'default'}"
+        ]
+
+    def machine_info(self, machine_info: dict[str, Any]) -> None:
+        machine_info.update(static_machine_info(self.settings.device))
+        machine_info["fastnas_bench"]["machine_class"] = self.machine_class
+
+    def saved_json(self, output_json: dict[str, Any]) -> None:
+        """Save the paired-round speedups with the run, for ``fastnas-bench report``."""
+        output_json["fastnas_bench"] = {"speedups": {k: r.to_json() for k, r in self.speedups.items()},
+                                        "profile": self.settings.profile.name}
+
+    def check_comparable(self, compared_benchmark: dict[str, Any]) -> None:
+        """Refuse comparisons across machine classes (GPU, driver major, TensorRT/ORT, CPU model)."""
+        theirs = compared_benchmark.get("machine_info", {}).get("fastnas_bench", {}).get("machine_class")
+        if theirs != self.machine_class:
+            raise pytest.UsageError(
+                f"refusing to compare with a run from machine class {theirs!r}; this machine is {self.machine_class!r} "
+                "(latencies from different GPUs, drivers or runtimes are not comparable)"
+            )
+
+    def terminal_summary(self, terminalreporter: Any) -> None:
+        write = terminalreporter.write_line
+        speedups = self.speedups
+        if speedups:
+            terminalreporter.write_sep("-", "fastnas-bench: speedup (paired ABBA rounds, same run)")
+            for test_id, r in speedups.items():
+                write(f"{test_id}: {r.speedup:.3f}x, {r.confidence:.0%} CI [{r.ci_low:.3f}, {r.ci_high:.3f}] "
+                      f"over {r.rounds} rounds, bound {r.bound:.2f}x: {str(r.outcome).upper()}; "
+                      f"FLOPs ratio {r.flops_ratio:.3f}"
+                      + (f", efficiency {r.efficiency:.2f}" if r.efficiency is not None else ""))
+        if self.gates:
+            terminalreporter.write_sep("-", f"fastnas-bench: regression gates against {self.store.path}")
+            by_kind: dict[tuple[str, str], list[float]] = {}
+            for g in self.gates.values():
+                by_kind.setdefault((g.kind, g.target), []).append(g.resolution)
+            for (kind, target), resolutions in sorted(by_kind.items()):
+                what = "speedup drop" if kind == "speedup" else "absolute (calibrated) latency slowdown"
+                write(f"resolution on machine class {self.machine_class}, {target}: the smallest {what} these "
+                      f"gates catch is {max(resolutions):.1%} (over {len(resolutions)} test(s))")
+        elif speedups:
+            write(f"fastnas-bench: no regression gate judged: {self.store.path} holds fewer than 5 runs per test for "
+                  f"machine class {self.machine_class}, so its resolution is unknown (record passing runs with "
+                  "--update-baselines)")
+        undecided = terminalreporter.stats.get("undecided", [])
+        if undecided:
+            terminalreporter.write_sep("-", "fastnas-bench: undecided verdicts (the interval straddles the bound)")
+            for report in undecided:
+                write(f"UNDECIDED {report.nodeid}: {pytest_compat.skip_reason(report).removeprefix('UNDECIDED: ')}")
+        if os.environ.get(INJECT_SLOWDOWN_ENV):
+            write(f"fastnas-bench: {INJECT_SLOWDOWN_ENV}={os.environ[INJECT_SLOWDOWN_ENV]} slowed this run on purpose")
+        if self.update_note:
+            write(f"fastnas-bench: {self.update_note}")
+        if self.produced and self.store.path.exists():
+            orphans = sorted(set(self.store.stored) - set(self.produced))
+            if orphans:
+                write(f"fastnas-bench: {len(orphans)} stored baseline(s) in {self.store.path} were not produced by "
+                      "this run: " + ", ".join(orphans))
+
+
+def _set_ultralytics_env(settings: BenchSettings) -> None:
+    """Ultralytics reads these once, at its first import: set them before anything imports it.
+
+    Offline unless the profile names weights or data that Ultralytics fetches (the paper profile).
+    """
+    if "ultralytics" in sys.modules:
+        warnings.warn("ultralytics was imported before fastnas-bench configured it; YOLO_OFFLINE/YOLO_AUTOINSTALL "
+                      "may not apply", stacklevel=2)
+    spec = settings.profile.pruned
+    offline = spec.weights is None and spec.data == GENERATED_PREFIX
+    os.environ.setdefault("YOLO_OFFLINE", "true" if offline else "false")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")

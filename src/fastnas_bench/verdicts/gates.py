@@ -1,0 +1,137 @@
+"""Regression gates: a current figure against the distribution of the same figure in stored runs.
+
+A gate's tolerance is the spread of the stored runs of this machine class, never a number set by
+hand. A new version or a rebuilt variant is compared like any other run; the message names it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastnas_bench.verdicts.outcome import Outcome
+from fastnas_bench.verdicts.records import LatencyRecord, SpeedupRecord
+
+#: One-sided false-alarm rate of a regression gate per test and run: with a few dozen gated tests
+#: per run and nightly runs, 0.5% keeps a false failure to roughly one in several weeks of runs.
+GATE_ALPHA = 0.005
+#: Stored runs a regression gate needs before it judges (fewer cannot estimate a spread).
+MIN_STORED_RUNS = 5
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """A current log-figure against the distribution of the same figure in stored runs.
+
+    All figures are logs of a "higher is worse" quantity turned around by the caller: the gate
+    fails when the current value lies *below* what the stored runs explain.
+
+    Attributes:
+        outcome: pass / fail / undecided.
+        stored_center: Mean of the stored runs (log units).
+        stored_spread: Standard deviation used (log units): the runs' own spread, or their typical
+            in-run uncertainty where that is larger (five close runs must not make a razor edge).
+        limit: Lowest value the stored runs explain (one-sided prediction bound, log units).
+        stored_runs: Number of stored runs.
+        resolution: The smallest relative drop this gate catches (fails on), given the current
+            interval: exp(center - limit + half-width) - 1.
+    """
+
+    outcome: Outcome
+    stored_center: float
+    stored_spread: float
+    limit: float
+    stored_runs: int
+    resolution: float
+
+
+def drop_gate(stored: Sequence[float], stored_half_widths: Sequence[float], current: float, current_low: float,
+              current_high: float, alpha: float = GATE_ALPHA) -> GateVerdict:
+    """Judge a current value (log units, with its interval) against stored runs of it.
+
+    The limit is the one-sided (1 - ``alpha``) prediction bound of a new run from the stored ones:
+    mean - t(1-alpha, n-1) · s · sqrt(1 + 1/n). Fail when the current interval lies wholly below
+    it; pass when the current estimate is at or above it; undecided in between.
+
+    Raises:
+        ValueError: with fewer than :data:`MIN_STORED_RUNS` stored runs.
+    """
+    from scipy.stats import t
+
+    values = np.asarray(stored, dtype=float)
+    n = values.size
+    if n < MIN_STORED_RUNS:
+        raise ValueError(f"need ≥ {MIN_STORED_RUNS} stored runs, got {n}")
+    # A half-width is ~1.96 standard errors; a run-to-run spread below one run's own standard
+    # error is luck, not precision.
+    z = 1.959963984540054
+    in_run = float(np.median(np.asarray(stored_half_widths, dtype=float))) / z if len(stored_half_widths) else 0.0
+    spread = max(float(values.std(ddof=1)), in_run)
+    center = float(values.mean())
+    limit = center - float(t.ppf(1 - alpha, n - 1)) * spread * math.sqrt(1 + 1 / n)
+    if current_high < limit:
+        outcome = Outcome.FAIL
+    elif current >= limit:
+        outcome = Outcome.PASS
+    else:
+        outcome = Outcome.UNDECIDED
+    half_width = (current_high - current_low) / 2
+    resolution = math.exp(center - limit + half_width) - 1
+    return GateVerdict(outcome, center, spread, limit, n, resolution)
+
+
+def speedup_gate(runs: Sequence[SpeedupRecord], current: SpeedupRecord) -> GateVerdict | None:
+    """The current speedup against stored runs' speedups (log units); ``None`` with too few runs."""
+    if len(runs) < MIN_STORED_RUNS:
+        return None
+    if current.ci_low is None or current.ci_high is None:
+        raise ValueError("a speedup gate judges a speedup with its interval")
+    return drop_gate(
+        [math.log(r.speedup) for r in runs], [r.half_width_log for r in runs],
+        math.log(current.speedup), math.log(current.ci_low), math.log(current.ci_high),
+    )
+
+
+def latency_gate(runs: Sequence[LatencyRecord], current: LatencyRecord) -> GateVerdict | None:
+    """A current calibrated median latency against stored runs' (log units, turned around so that
+    slower is lower); ``None`` with too few runs."""
+    if len(runs) < MIN_STORED_RUNS:
+        return None
+    return drop_gate(
+        [-math.log(r.norm_p50) for r in runs], [r.half_width_log for r in runs],
+        -math.log(current.norm_p50), -math.log(current.norm_ci_high), -math.log(current.norm_ci_low),
+    )
+
+
+def changed_versions(runs: Sequence[SpeedupRecord | LatencyRecord], current: dict[str, str]) -> list[str]:
+    """``name old → new`` for every package whose version differs from the newest stored run."""
+    stored = runs[-1].versions if runs else {}
+    return [f"{name} {stored.get(name, '?')} → {version}" for name, version in sorted(current.items())
+            if stored.get(name) != version]
+
+
+def gate_message(head: str, verdict: GateVerdict, runs: Sequence[SpeedupRecord | LatencyRecord],
+                 current: SpeedupRecord | LatencyRecord) -> str:
+    """One line: the current figure, the stored distribution, the limit, and what changed since."""
+    what = "speedup" if isinstance(current, SpeedupRecord) else "latency"
+    center, limit = math.exp(verdict.stored_center), math.exp(verdict.limit)
+    if what == "latency":  # stored turned around (see latency_gate): back to calibrated latency
+        center, limit = 1 / center, 1 / limit
+    bound = "≥" if what == "speedup" else "≤"
+    changes = changed_versions(runs, current.versions)
+    stored_keys = runs[-1].variant_keys if runs else {}
+    rebuilt = [name for name, key in current.variant_keys.items() if stored_keys.get(name) not in (None, key)]
+    return (f"{head} vs stored {what} {center:.3f} over {verdict.stored_runs} runs (spread ±{verdict.stored_spread:.1%}); "
+            f"explained by them: {bound} {limit:.3f}; this gate's resolution {verdict.resolution:.1%}"
+            + (f"; changed since the stored runs: {', '.join(changes)}" if changes else "; no version changed")
+            + (f"; rebuilt since: {', '.join(rebuilt)}" if rebuilt else ""))
+
+
+def judge(runs: Sequence[SpeedupRecord | LatencyRecord], current: SpeedupRecord | LatencyRecord) -> GateVerdict | None:
+    """The gate of ``current``'s kind against ``runs``; ``None`` with too few runs."""
+    if isinstance(current, SpeedupRecord):
+        return speedup_gate(runs, current)  # type: ignore[arg-type]
+    return latency_gate(runs, current)  # type: ignore[arg-type]
