@@ -33,6 +33,6 @@ def test_latency_regression(measurer: Measurer, bench_settings: BenchSettings, b
                                variant_keys={variant_name: variant(variant_name).meta["key"]})
     bench_session.record(stored, current)
     judge_against_stored(
-        request, bench_session, stored, current,
+        request, bench_session, stored, target.backend, current,
         f"{stored.format()}: median {current.latency_p50_ms:.2f} ms = {current.norm_p50:.3f} calibration units "
         f"(calibration {measurement.calibration_ms:.2f} ms)")

@@ -72,5 +72,5 @@ def test_speedup_regression(measurer: Measurer, bench_settings: BenchSettings, b
     stored = TestKey("test_speedup", target.id, structured_name, batch_size)
     estimate = _measured(measurer, bench_settings, target, structured_name, batch_size, timing_disabled)
     flops_ratio = variant(structured_name).gflops / variant("baseline").gflops
-    judge_against_stored(request, bench_session, stored, _record(variant, structured_name, estimate, flops_ratio),
+    judge_against_stored(request, bench_session, stored, target.backend, _record(variant, structured_name, estimate, flops_ratio),
                          f"{stored.format()}: speedup {estimate.describe()}")

@@ -95,7 +95,7 @@ def _suite_with_scripted_speedups(pytester: pytest.Pytester) -> None:
                                                        variant_keys={}, versions={"torch": "1"}))
             current = SpeedupRecord.of(estimate, flops_ratio=0.66, variant_keys={},
                                        versions={"torch": os.environ.get("TORCH", "1")})
-            judge_against_stored(request, bench_session, KEY, current, f"{KEY.format()}: speedup {estimate.describe()}")
+            judge_against_stored(request, bench_session, KEY, "fake", current, f"{KEY.format()}: speedup {estimate.describe()}")
 
         def test_other():
             assert os.environ.get("FAIL_OTHER") != "1"

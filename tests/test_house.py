@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("backends._lib", "backends.base"),
     ("backends",),
     ("measure.timing", "measure.stats"),
-    ("measure.inject", "measure.measurer", "measure.probe"),
+    ("measure.inject", "measure.ab_worker", "measure.ab", "measure.measurer", "measure.probe"),
     ("methods.base", "methods._lib"),
     ("methods",),
     ("variants.build",),
@@ -54,23 +54,33 @@ def _module_name(path: Path) -> str:
 def _runtime_imports(path: Path) -> set[str]:
     """Package modules ``path`` imports at run time (function-local imports included, type-checking-only
     imports not), as names relative to the package."""
-    tree = ast.parse(path.read_text())
+    return _imports_of(path.read_text(), _module_name(path), path.name == "__init__.py")
+
+
+def _imports_of(source: str, module: str, is_package: bool) -> set[str]:
+    tree = ast.parse(source)
     type_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
                  and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
+    here = f"{PACKAGE}.{module}".split(".")
+    package = here if is_package else here[:-1]
     found = set()
     for node in ast.walk(tree):
         if id(node) in type_only:
             continue
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            modules = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        if isinstance(node, ast.ImportFrom):
+            # Relative imports resolved against this module's package, so they cannot slip past.
+            base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else [])) \
+                if node.level else (node.module or "")
+            submodules = [f"{base}.{a.name}" for a in node.names if _exists(_inner(f"{base}.{a.name}"))]
+            # `from pkg import module` imports the module, not the package; `from module import name` the module.
+            modules = submodules or [base]
         elif isinstance(node, ast.Import):
             modules = [a.name for a in node.names]
         else:
             continue
         for name in modules:
             if name.startswith(PACKAGE + "."):
-                inner = name.removeprefix(PACKAGE + ".")
-                # `from pkg import module` names a module; `from module import symbol` names its module.
+                inner = _inner(name)
                 while inner and not _exists(inner):
                     inner = inner.rpartition(".")[0]
                 if inner:
@@ -78,7 +88,13 @@ def _runtime_imports(path: Path) -> set[str]:
     return found
 
 
+def _inner(name: str) -> str:
+    return name.removeprefix(PACKAGE + ".")
+
+
 def _exists(module: str) -> bool:
+    if not module or module == PACKAGE:
+        return False
     base = SRC.joinpath(*module.split("."))
     return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
 
@@ -104,6 +120,11 @@ def test_package_inits_import_nothing() -> None:
     """Importing a subpackage costs nothing and hides no arrow: every import names its module."""
     heavy = [str(p.relative_to(SRC)) for p in SRC.rglob("__init__.py") if _runtime_imports(p)]
     assert not heavy, heavy
+
+
+def test_every_layer_entry_names_a_module_or_package() -> None:
+    missing = [entry for entries in LAYERS for entry in entries if not _exists(entry)]
+    assert not missing, f"LAYERS names what does not exist: {missing}"
 
 
 def test_every_import_follows_the_layer_order() -> None:
@@ -135,7 +156,10 @@ def test_the_import_graph_has_no_circle() -> None:
 
 
 def test_the_layer_test_sees_imports() -> None:
-    """The checks above cannot pass by reading nothing: known arrows are found."""
+    """The checks above cannot pass by reading nothing: known arrows are found, relative imports and
+    `from package import module` included."""
+    source = "from ..config import settings\nfrom fastnas_bench.methods import registry\nfrom . import cache\n"
+    assert _imports_of(source, "variants.spec", False) == {"config.settings", "methods.registry", "variants.cache"}
     graph = _graph()
     assert "variants.spec" in graph["variants.build"] and "methods.registry" in graph["variants.spec"]
     assert "pytest_plugin.session" in graph["pytest_plugin.hooks"]

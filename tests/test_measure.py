@@ -213,13 +213,21 @@ def test_injected_slowdown_names_backend_and_variant(monkeypatch: pytest.MonkeyP
     assert injected_slowdown("pytorch", "baseline") == pytest.approx(0.25)
     monkeypatch.delenv(INJECT_SLOWDOWN_ENV)
     assert injected_slowdown("pytorch", "baseline") == 0.0
-    for bad in ("onnxruntime=10%", "ort:fastnas66=10%", "onnxruntime:fastnas66=10", "pytorch:*=-5%", "pytorch:*=x%"):
+    for bad in ("onnxruntime=10%", "ort:fastnas66=10%", "onnxruntime:fastnas66=10", "pytorch:*=-5%", "pytorch:*=x%",
+                "C/onnxruntime:*=10%"):
         with pytest.raises(BadInputError, match=re.escape(f"item {bad!r} must look like backend:variant=10%")):
             parse_injected_slowdowns(bad)
-    slowed = _slowed(lambda: time.sleep(0.02), 0.5)
-    start = time.perf_counter()
+    # An item for one A/B side slows that side's worker only, never the in-process benchmarks.
+    monkeypatch.setenv(INJECT_SLOWDOWN_ENV, "B/onnxruntime:*=15%")
+    assert injected_slowdown("onnxruntime", "fastnas66", side="B") == pytest.approx(0.15)
+    assert injected_slowdown("onnxruntime", "fastnas66", side="A") == 0.0
+    assert injected_slowdown("onnxruntime", "fastnas66") == 0.0
+    # The slowdown burns CPU for its share of the call: the process works, it does not sleep.
+    slowed = _slowed(lambda: time.sleep(0.05), 0.5)
+    wall, cpu = time.perf_counter(), time.process_time()
     slowed()
-    assert time.perf_counter() - start >= 0.03
+    assert time.perf_counter() - wall >= 0.075
+    assert time.process_time() - cpu >= 0.02
 
 
 def test_a_backend_named_on_a_gpu_run_fails_instead_of_skipping(pytester: pytest.Pytester) -> None:
@@ -265,7 +273,7 @@ def test_benchmark_disable_runs_the_output_check_untimed() -> None:
     m = _measurer()
     settings = resolve_settings({})
     module.test_latency(DisabledBenchmark(), m, settings, _ScriptedVariant, BackendTarget("fake", "fp32"), "fastnas66", 1)
-    assert not m.records and DisabledBenchmark.extra_info == {}
+    assert not m.measurements and DisabledBenchmark.extra_info == {}
 
     class Wrong(FakeBackend):
         wrong_output = True

@@ -9,10 +9,12 @@ from fastnas_bench.backends.base import BackendTarget
 from fastnas_bench.backends.registry import default_backends, get_backend_class, layer_timing_backends
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.host import cpu_threads, machine_class, require_cuda
+from fastnas_bench.measure.ab import WORKER_BACKENDS, python_of
 from fastnas_bench.measure.measurer import MeasurePlan
 from fastnas_bench.methods.registry import get_method_class
 from fastnas_bench.variants.profiles import PROFILES, Profile
 from fastnas_bench.variants.spec import LatencyBudget, VariantSpec
+from fastnas_bench.verdicts.outcome import AB_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,16 @@ class BenchSettings:
     latency_backends: tuple[str, ...] = ()
     #: Machine class latency cuts are measured on (set when latency targets are).
     machine: str = ""
+    #: Python interpreter of the A/B reference environment (``--ab-reference``), or ``None``.
+    ab_reference: str | None = None
+    #: How much slower side B may be than side A before test_ab fails.
+    ab_tolerance: float = AB_TOLERANCE
+
+    @property
+    def ab_gates(self) -> int:
+        """test_ab verdicts this run makes: the family its false-alarm rate is split over."""
+        runnable = [t for t in self.targets if t.backend in WORKER_BACKENDS and t.precision == "fp32"]
+        return len(runnable) * len(self.variants) * len(self.profile.batch_sizes) if self.device == "cpu" else 0
 
     @property
     def variants(self) -> dict[str, VariantSpec]:
@@ -184,11 +196,13 @@ def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
         labels = [round(t * 100) for t in latency_targets]
         if len(set(labels)) != len(labels):
             raise BadInputError(f"latency targets {','.join(map(str, latency_targets))} name the same percentage twice")
-        if "fastnas-latency" in methods:
-            timed = layer_timing_backends(device)
+        if any(get_method_class(m).budget == "latency" for m in methods):
+            # Any device: `fastnas-bench build --device` may cut a CUDA profile on the CPU; the latency
+            # table refuses a backend it cannot time on the device the build runs on.
+            timed = tuple(dict.fromkeys(b for d in ("cpu", "cuda") for b in layer_timing_backends(d)))
             untimed = [b for b in latency_backends if b not in timed]
             if untimed:
-                raise BadInputError(f"fastnas-latency cannot cut for {', '.join(untimed)}: its latency table times "
+                raise BadInputError(f"the latency-aware cut cannot cut for {', '.join(untimed)}: its latency table times "
                                     f"single layers on {', '.join(timed)} only")
         machine = latency_machine(device)
     # Every backend is parametrized by default, so one that cannot run here shows as a skip with
@@ -210,4 +224,6 @@ def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
         latency_targets=tuple(latency_targets),
         latency_backends=tuple(latency_backends),
         machine=machine,
+        ab_reference=python_of(opts["ab_reference"]) if opts.get("ab_reference") else None,
+        ab_tolerance=opts["ab_tolerance"] if opts.get("ab_tolerance") is not None else AB_TOLERANCE,
     )

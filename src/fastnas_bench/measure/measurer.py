@@ -17,6 +17,7 @@ from fastnas_bench.backends.base import Backend, BackendRequest, BackendTarget, 
 from fastnas_bench.backends.registry import get_backend_class
 from fastnas_bench.compat import pytest_benchmark as benchmark_compat
 from fastnas_bench.host import gpu_state
+from fastnas_bench.measure.ab_worker import burn
 from fastnas_bench.measure.inject import INJECT_SLOWDOWN_ENV, injected_slowdown
 from fastnas_bench.measure.stats import PairedSpeedup, paired_speedup
 from fastnas_bench.measure.timing import LatencySummary, abba_rounds, summarize_seconds, time_rounds
@@ -106,12 +107,13 @@ class Calibration:
 
 
 def _slowed(fn: Callable[[], None], fraction: float) -> Callable[[], None]:
-    """``fn`` followed by a sleep of ``fraction`` of its own duration (a sleep leaves the cores free)."""
+    """``fn`` followed by ``fraction`` of its own duration of CPU work: a slower model loads the machine
+    as a real regression would, where a sleep would leave the cores to the other side of a pair."""
 
     def slowed() -> None:
         start = time.perf_counter()
         fn()
-        time.sleep((time.perf_counter() - start) * fraction)
+        burn((time.perf_counter() - start) * fraction)
 
     return slowed
 
@@ -148,7 +150,7 @@ class Measurer:
         self._images = images
         self._backend_class = backend_class
         self._probes: dict[str, str | None] = {}
-        self.records: dict[tuple[str, str, int], Measurement] = {}
+        self.measurements: dict[tuple[str, str, int], Measurement] = {}
         self.speedups: dict[tuple[str, str, int], PairedSpeedup] = {}
         self._prepared: dict[tuple[str, str, int], tuple[Callable[[], None], Agreement, Backend]] = {}
         self._calibration: Calibration | None = None
@@ -223,8 +225,8 @@ class Measurer:
         directly.
         """
         key = (target.id, variant_name, batch)
-        if benchmark is None and key in self.records:
-            return self.records[key]
+        if benchmark is None and key in self.measurements:
+            return self.measurements[key]
         plan = self.plan
         run, agreement, backend = self._prepare(target, variant_name, batch)
         calib_before = self.calibration_ms()
@@ -244,7 +246,7 @@ class Measurer:
             calibration_ms=calib_ms, gpu_samples_ms=tuple(gpu_ms[-len(samples):]) if gpu_ms else None,
             gpu_state={"before": state_before, "after": state_after} if state_before or state_after else None,
         )
-        self.records[key] = record
+        self.measurements[key] = record
         return record
 
     def paired_speedup(self, target: BackendTarget, variant_name: str, batch: int) -> PairedSpeedup:

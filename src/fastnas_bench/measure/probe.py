@@ -37,7 +37,7 @@ WARMUP_CALLS = 3
 
 def export_onnx_module(model: nn.Module, out_dir: Path, imgsz: int, batch: int) -> Path:
     """Static-shape FP32 ONNX of an in-memory model by Ultralytics' exporter (the benchmark's
-    exporter and settings: see :func:`fastnas_bench.exports.export_onnx`)."""
+    exporter and settings: see :func:`fastnas_bench.yolo.export.export_onnx`)."""
     net = copy.deepcopy(model).float().eval()
     # The exporter writes next to the checkpoint the model came from; point it into out_dir.
     out = export_module(net, out_dir / "model.pt", {"format": "onnx", "imgsz": imgsz, "batch": batch,

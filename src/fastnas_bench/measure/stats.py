@@ -1,6 +1,6 @@
 """Statistics of noisy timings: paired speedups with a distribution-free interval, and efficiency.
 
-Verdicts on these figures (pass / fail / undecided) are :mod:`fastnas_bench.verdicts`' business.
+Verdicts on these figures (pass / fail / undecided) are in :mod:`fastnas_bench.verdicts.outcome`.
 """
 
 from __future__ import annotations
@@ -34,11 +34,6 @@ class PairedSpeedup:
     confidence: float
     baseline_p50_ms: float = float("nan")
     variant_p50_ms: float = float("nan")
-
-    @property
-    def half_width_log(self) -> float:
-        """Half the interval's width in log units (≈ relative half-width)."""
-        return (math.log(self.ci_high) - math.log(self.ci_low)) / 2
 
     def describe(self) -> str:
         return (f"{self.speedup:.3f}x ({self.confidence:.0%} CI [{self.ci_low:.3f}, {self.ci_high:.3f}], "
@@ -93,6 +88,49 @@ def paired_speedup(base_s: Sequence[float], variant_s: Sequence[float], confiden
                          float(np.median(base_s)) * 1e3, float(np.median(variant_s)) * 1e3)
 
 
-def efficiency(latency_ratio: float, flops_ratio: float) -> float:
-    """(1 - latency ratio) / (1 - FLOPs ratio): 1.0 means the FLOPs cut became latency in full."""
-    return (1.0 - latency_ratio) / (1.0 - flops_ratio)
+def efficiency(latency_ratio: float, flops_ratio: float) -> float | None:
+    """(1 - latency ratio) / (1 - FLOPs ratio): 1.0 means the FLOPs cut became latency in full; ``None``
+    where no FLOPs were removed (unstructured sparsity), where it is undefined."""
+    return (1.0 - latency_ratio) / (1.0 - flops_ratio) if flops_ratio < 1 else None
+
+
+def log_half_width(low: float, high: float) -> float:
+    """Half an interval's width in log units (≈ its relative half-width)."""
+    return (math.log(high) - math.log(low)) / 2
+
+
+def batch_interval(sessions: Sequence[Sequence[float]], batch_rounds: int,
+                   confidence: float = CONFIDENCE) -> tuple[float, float, float, int]:
+    """Center and interval of a noisy per-round series whose rounds are autocorrelated.
+
+    Rounds of a shared machine come in bursts lasting seconds to minutes, so neighbouring rounds are not
+    independent and an interval that treats them so is too narrow. Non-overlapping batch means: each
+    session's rounds are cut into contiguous batches of ``batch_rounds``; the median of each batch is one
+    observation, and the interval is Student's t over those batch medians. Batches never span two
+    sessions (worker restarts), so what differs between sessions widens the interval instead of hiding.
+
+    Args:
+        sessions: Per-round values of each session, in time order (log ratios, say).
+        batch_rounds: Rounds per batch; a session's leftover rounds (fewer than a batch) join its last batch.
+        confidence: Two-sided coverage.
+
+    Returns:
+        (mean of batch medians, low, high, number of batches).
+
+    Raises:
+        ValueError: with fewer than 3 batches.
+    """
+    from scipy.stats import t
+
+    medians = []
+    for values in sessions:
+        n = len(values) // batch_rounds
+        for b in range(n):
+            end = len(values) if b == n - 1 else (b + 1) * batch_rounds
+            medians.append(float(np.median(values[b * batch_rounds:end])))
+    k = len(medians)
+    if k < 3:
+        raise ValueError(f"need ≥ 3 batches of {batch_rounds} rounds for an interval, got {k}")
+    center = float(np.mean(medians))
+    half = float(t.ppf(0.5 + confidence / 2, k - 1)) * float(np.std(medians, ddof=1)) / math.sqrt(k)
+    return center, center - half, center + half, k

@@ -7,11 +7,11 @@ fixtures live in the project's ``fixtures/`` package.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pytest
 
+from fastnas_bench import progress
 from fastnas_bench.backends.registry import BACKEND_NAMES, get_backend_class
 from fastnas_bench.config.matrix import empty_group_reason, variant_groups
 from fastnas_bench.config.options import (
@@ -81,6 +81,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--update-baselines", action="store_true",
         help="write this run's results as the stored baselines (only if every test passed)")
     add("--baselines-dir", default=None, help="stored baselines root (default: <rootdir>/baselines)")
+    add("--ab-reference", default=None,
+        help="run test_ab: this environment (B) against a reference Python environment (A) in paired rounds; "
+             "'self' (A/A), a venv folder or a python executable (it needs only its backend: onnxruntime+numpy, "
+             "or torch+ultralytics+numpy)")
+    add("--ab-tolerance", type=arg_type(parse_fraction), default=None,
+        help="B may be this much slower than A before test_ab fails (default 0.03)")
 
 
 def session_of(config: pytest.Config) -> BenchSession:
@@ -101,8 +107,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if "fastnas_bench.progress" in sys.modules:
-        sys.modules["fastnas_bench.progress"].set_sink(None)
+    progress.set_sink(None)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

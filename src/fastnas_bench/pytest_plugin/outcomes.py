@@ -39,7 +39,7 @@ def unavailable(settings: BenchSettings, backend: str, reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def judge_against_stored(request: pytest.FixtureRequest, session: BenchSession, stored: TestKey,
+def judge_against_stored(request: pytest.FixtureRequest, session: BenchSession, stored: TestKey, backend: str,
                          current: SpeedupRecord | LatencyRecord, head: str) -> None:
     """The regression gate of ``current``'s kind against the stored runs of ``stored``; skips with the
     count while too few are stored."""
@@ -48,6 +48,6 @@ def judge_against_stored(request: pytest.FixtureRequest, session: BenchSession, 
     if verdict is None:
         pytest.skip(f"{len(runs)} stored run(s) of {stored.format()} in {session.store.path}; the gate needs ≥ 5 "
                     "(record passing runs with --update-baselines)")
-    session.note_gate(request.node.name, stored.target, "speedup" if isinstance(current, SpeedupRecord) else "latency",
+    session.note_gate(request.node.name, backend, "speedup" if isinstance(current, SpeedupRecord) else "latency",
                       verdict)
     report_outcome(request, verdict.outcome, gate_message(head, verdict, runs, current))

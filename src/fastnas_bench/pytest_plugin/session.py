@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from fastnas_bench.compat import pytest_benchmark as benchmark_compat
 from fastnas_bench.config.settings import BenchSettings, resolve_settings
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.host import machine_class, static_machine_info
+from fastnas_bench.measure.ab import ABResult
 from fastnas_bench.measure.inject import INJECT_SLOWDOWN_ENV, parse_injected_slowdowns
 from fastnas_bench.variants.data import GENERATED_PREFIX
 from fastnas_bench.verdicts.baselines import BaselineStore
@@ -32,14 +33,14 @@ SESSION_KEY = pytest.StashKey["BenchSession"]()
 #: Option dests that make up the settings (see ``hooks.pytest_addoption``).
 SETTING_OPTIONS = ("gpu", "backends", "methods", "flops_target", "flops_targets", "latency_targets", "latency_backends",
                    "channel_divisors", "min_speedup", "max_map_drop", "max_recall_drop", "batch_sizes", "imgsz", "data",
-                   "model", "weights", "cache_dir", "rebuild_variants")
+                   "model", "weights", "cache_dir", "rebuild_variants", "ab_reference", "ab_tolerance")
 
 
 @dataclass(frozen=True)
 class GateResult:
     """One regression gate's verdict this run, for the summary's resolution lines."""
 
-    target: str
+    backend: str
     kind: str
     resolution: float
     outcome: str
@@ -60,6 +61,8 @@ class BenchSession:
         self.update = update
         self.produced: dict[str, SpeedupRecord | LatencyRecord] = {}
         self.gates: dict[str, GateResult] = {}
+        #: A/B verdicts of this run by test id: (B/A result, outcome).
+        self.ab_results: dict[str, tuple[ABResult, str]] = {}
         self.update_note: str | None = None
 
     @property
@@ -101,11 +104,11 @@ class BenchSession:
         return cls(settings, BaselineStore(root, key, settings.profile.name), update)
 
     def record(self, key: TestKey, record: SpeedupRecord | LatencyRecord) -> None:
-        """What this run measured for ``key``: saved with the run, and stored with --update-baselines."""
+        """What this run measured for ``key``: stored with --update-baselines (speedups also saved with the run)."""
         self.produced[key.format()] = record
 
-    def note_gate(self, test_name: str, target: str, kind: str, verdict: GateVerdict) -> None:
-        self.gates[test_name] = GateResult(target, kind, verdict.resolution, verdict.outcome.value)
+    def note_gate(self, test_name: str, backend: str, kind: str, verdict: GateVerdict) -> None:
+        self.gates[test_name] = GateResult(backend, kind, verdict.resolution, verdict.outcome.value)
 
     @property
     def speedups(self) -> dict[str, SpeedupRecord]:
@@ -153,6 +156,10 @@ class BenchSession:
         """Save the paired-round speedups with the run, for ``fastnas-bench report``."""
         output_json["fastnas_bench"] = {"speedups": {k: r.to_json() for k, r in self.speedups.items()},
                                         "profile": self.settings.profile.name}
+        if self.ab_results:
+            output_json["fastnas_bench"]["ab"] = {
+                "reference": self.settings.ab_reference, "tolerance": self.settings.ab_tolerance,
+                "results": {k: {**asdict(r), "outcome": outcome} for k, (r, outcome) in self.ab_results.items()}}
 
     def check_comparable(self, compared_benchmark: dict[str, Any]) -> None:
         """Refuse comparisons across machine classes (GPU, driver major, TensorRT/ORT, CPU model)."""
@@ -177,15 +184,23 @@ class BenchSession:
             terminalreporter.write_sep("-", f"fastnas-bench: regression gates against {self.store.path}")
             by_kind: dict[tuple[str, str], list[float]] = {}
             for g in self.gates.values():
-                by_kind.setdefault((g.kind, g.target), []).append(g.resolution)
-            for (kind, target), resolutions in sorted(by_kind.items()):
+                by_kind.setdefault((g.kind, g.backend), []).append(g.resolution)
+            for (kind, backend), resolutions in sorted(by_kind.items()):
                 what = "speedup drop" if kind == "speedup" else "absolute (calibrated) latency slowdown"
-                write(f"resolution on machine class {self.machine_class}, {target}: the smallest {what} these "
+                write(f"resolution on machine class {self.machine_class}, {backend}: the smallest {what} these "
                       f"gates catch is {max(resolutions):.1%} (over {len(resolutions)} test(s))")
         elif speedups:
             write(f"fastnas-bench: no regression gate judged: {self.store.path} holds fewer than 5 runs per test for "
                   f"machine class {self.machine_class}, so its resolution is unknown (record passing runs with "
                   "--update-baselines)")
+        if self.ab_results:
+            terminalreporter.write_sep("-", f"fastnas-bench: A/B, B = this environment, A = {self.settings.ab_reference}")
+            for test_id, (r, outcome) in self.ab_results.items():
+                write(f"{test_id}: {r.describe()}: {outcome.upper()} (B may be ≤ {self.settings.ab_tolerance:.0%} slower)")
+            widths = [r.ci_high / r.ci_low - 1 for r, _ in self.ab_results.values()]
+            write(f"fastnas-bench: A/B interval widths {min(widths):.1%}-{max(widths):.1%} at "
+                  f"{next(iter(self.ab_results.values()))[0].confidence:.2%} each ({len(self.ab_results)} gates, "
+                  "family-wise false-alarm rate ≤ 5%); spread between sessions shown per test")
         undecided = terminalreporter.stats.get("undecided", [])
         if undecided:
             terminalreporter.write_sep("-", "fastnas-bench: undecided verdicts (the interval straddles the bound)")

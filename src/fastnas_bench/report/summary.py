@@ -78,8 +78,7 @@ def rows_of(doc: dict[str, Any], path: Path) -> list[Row]:
     rows = []
     for bench in doc["benchmarks"]:
         info = bench.get("extra_info", {})
-        key = TestKey.parse(bench.get("name", ""))
-        if key is None or key.test != "test_latency" or "latency_p50_ms" not in info:
+        if bench.get("name", "").split("[")[0] != "test_latency" or "latency_p50_ms" not in info:
             continue
         rows.append(Row.of(path.stem, _latency_info(info)))
     if not rows:
@@ -132,8 +131,8 @@ def summarize(rows: list[Row], speedups: dict[str, SpeedupRecord] | None = None)
                                  "p50_ms": r.latency_p50_ms, "p90_ms": r.latency_p90_ms}
         if b is not None and r.variant != "baseline":
             entry["speedup"] = b.latency_p50_ms / r.latency_p50_ms
-            if r.gflops < base_gflops:
-                entry["efficiency"] = efficiency(r.latency_p50_ms / b.latency_p50_ms, r.gflops / base_gflops)
+            if (eff := efficiency(r.latency_p50_ms / b.latency_p50_ms, r.gflops / base_gflops)) is not None:
+                entry["efficiency"] = eff
         inter = interleaved.get((r.target, r.variant, r.batch))
         if inter is not None:
             entry["interleaved_speedup"] = inter.speedup

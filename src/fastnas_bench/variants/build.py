@@ -29,6 +29,7 @@ from fastnas_bench.yolo.train import build_log, finetune, train_source, validate
 
 log = logging.getLogger(__name__)
 
+
 def resolve_data(data: str, cache: ArtifactCache, seed: int = 0) -> DataSplits:
     """The select/report views of a dataset (see :mod:`fastnas_bench.variants.splits`).
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from fastnas_bench.measure.ab import ABResult
 from fastnas_bench.measure.stats import PairedSpeedup
 
 
@@ -33,4 +34,29 @@ def at_most(estimate: PairedSpeedup, bound: float) -> Outcome:
         return Outcome.PASS
     if estimate.ci_low > bound:
         return Outcome.FAIL
+    return Outcome.UNDECIDED
+
+
+#: Chance that an A/A run (nothing changed) fails any of its A/B gates: the whole run's false-alarm
+#: rate, split evenly over its gates (Bonferroni; each gate's decision must be made when it runs).
+FAMILY_ALPHA = 0.05
+#: B/A latency ratios up to this much above 1 are not a regression: what a process restart alone moves
+#: (an A/A probe of the same model read 0.986-0.989 here, every interval excluding 1.0).
+AB_TOLERANCE = 0.03
+
+
+def family_confidence(gates: int, family_alpha: float = FAMILY_ALPHA) -> float:
+    """Two-sided confidence of each of ``gates`` intervals whose one-sided failure bounds together err
+    with probability at most ``family_alpha``."""
+    return 1 - 2 * family_alpha / max(1, gates)
+
+
+def not_slower(estimate: ABResult, tolerance: float = AB_TOLERANCE) -> Outcome:
+    """Is side B at most ``tolerance`` slower than side A? Fail only when the whole interval lies above
+    the tolerance (significance and size); pass when it lies at or under it; else undecided."""
+    limit = 1 + tolerance
+    if estimate.ci_low > limit:
+        return Outcome.FAIL
+    if estimate.ci_high <= limit:
+        return Outcome.PASS
     return Outcome.UNDECIDED

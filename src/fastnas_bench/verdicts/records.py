@@ -8,13 +8,12 @@ are those of the stored baselines and saved runs, so files written before stay r
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
 from fastnas_bench.backends.base import BackendTarget
 from fastnas_bench.backends.registry import BACKEND_NAMES
-from fastnas_bench.measure.stats import PairedSpeedup, efficiency, median_interval
+from fastnas_bench.measure.stats import PairedSpeedup, efficiency, log_half_width, median_interval
 
 _R = TypeVar("_R", bound="_Record")
 
@@ -52,10 +51,6 @@ class TestKey:
 
     def format(self) -> str:
         return f"{self.test}[{self.target}-{self.variant}-bs{self.batch}]"
-
-    def with_test(self, test: str) -> TestKey:
-        """The same parameters under another test (a gate reads the runs its measuring test stored)."""
-        return TestKey(test, self.target, self.variant, self.batch)
 
     @classmethod
     def parse(cls, text: str, backends: tuple[str, ...] = BACKEND_NAMES) -> TestKey | None:
@@ -113,7 +108,7 @@ class SpeedupRecord(_Record):
             speedup=estimate.speedup, ci_low=estimate.ci_low, ci_high=estimate.ci_high, rounds=estimate.rounds,
             confidence=estimate.confidence, bound=bound, outcome=outcome, baseline_p50_ms=estimate.baseline_p50_ms,
             pruned_p50_ms=estimate.variant_p50_ms, flops_ratio=flops_ratio,
-            efficiency=efficiency(1 / estimate.speedup, flops_ratio) if flops_ratio < 1 else None,
+            efficiency=efficiency(1 / estimate.speedup, flops_ratio),
             variant_keys=variant_keys, versions=versions,
         )
 
@@ -122,7 +117,7 @@ class SpeedupRecord(_Record):
         """Half the interval's width in log units."""
         if self.ci_low is None or self.ci_high is None:
             raise ValueError("this speedup was stored without its interval")
-        return (math.log(self.ci_high) - math.log(self.ci_low)) / 2
+        return log_half_width(self.ci_low, self.ci_high)
 
 
 @dataclass(frozen=True)
@@ -155,7 +150,7 @@ class LatencyRecord(_Record):
 
     @property
     def half_width_log(self) -> float:
-        return (math.log(self.norm_ci_high) - math.log(self.norm_ci_low)) / 2
+        return log_half_width(self.norm_ci_low, self.norm_ci_high)
 
 
 #: The stored record type of each test whose runs the regression gates read.

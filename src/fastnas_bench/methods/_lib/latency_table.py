@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from fastnas_bench import progress
-from fastnas_bench.backends.registry import get_backend_class, layer_timing_backends
+from fastnas_bench.backends.registry import BACKEND_NAMES, get_backend_class, layer_timing_backends
 from fastnas_bench.compat.modelopt import hparam_choices, set_widths, widths_selected
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.keys import digest
@@ -197,10 +197,10 @@ def layer_caller(backend: str, threads: int, device: str = "cpu",
         BadInputError: for a backend whose single layers this table cannot time (see
             :attr:`~fastnas_bench.backends.base.Backend.times_layers`), or that cannot on ``device``.
     """
-    cls = get_backend_class(backend)
-    if device not in cls.times_layers:
+    if backend not in BACKEND_NAMES or device not in get_backend_class(backend).times_layers:
         raise BadInputError(f"latency tables time single layers on {device} with "
                             f"{', '.join(layer_timing_backends(device))} only, not {backend!r}")
+    cls = get_backend_class(backend)
     return lambda module, x: cls.layer_runner(module, x, threads, device, precision)  # type: ignore[arg-type]
 
 

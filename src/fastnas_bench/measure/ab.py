@@ -1,0 +1,315 @@
+"""Paired A/B latency across two Python environments: did an upgrade or a change make inference slower?
+
+The design of asv ``continuous`` and Chromium Pinpoint, with this suite's ABBA pairing. Each side is a
+long-lived worker process (:mod:`fastnas_bench.measure.ab_worker`) in its own environment — side A the
+reference (say a venv with the previous onnxruntime), side B the current one — loading the same model
+on the same backend with the same threads, warmed up, timing a few calls per slot on command. Only one
+side runs at a time; the other blocks on its pipe (ORT spinning off; OpenMP's brief default spin).
+
+- Rounds alternate A-B-B-A and B-A-A-B in a random order drawn before the first sample from a fixed seed.
+- The workers are restarted ``sessions`` times, alternating which side starts first, so a per-process
+  or start-order effect cannot favour one side.
+- Each round gives log((B1 + B2) / (A1 + A2)); the verdict's figure is B/A with a batch-means interval
+  over those rounds (:func:`fastnas_bench.measure.stats.batch_interval`), which holds for rounds that
+  are autocorrelated.
+
+A worker that dies, hangs or computes other outputs than the PyTorch reference is an error naming its
+side; nothing half-measured becomes a verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastnas_bench.backends._lib.agreement import compare_outputs
+from fastnas_bench.errors import BadInputError
+from fastnas_bench.measure.inject import injected_slowdown
+from fastnas_bench.measure.stats import CONFIDENCE, batch_interval
+from fastnas_bench.variants.variant import Variant
+
+WORKER = Path(__file__).with_name("ab_worker.py")
+#: The ABBA rounds of a session start with A or with B, in a random order fixed by this seed.
+ORDER_SEED = 20261202
+
+
+class ABWorkerError(RuntimeError):
+    """A side's worker died, hung, or failed a command; the message names the side."""
+
+
+@dataclass(frozen=True)
+class ABPlan:
+    """How much an A/B comparison measures, fixed before the first sample.
+
+    Attributes:
+        sessions: Worker restarts; the side that starts first alternates.
+        rounds: ABBA rounds per session.
+        calls_per_slot: Timed calls in each A or B slot of a round.
+        warmup_calls: Untimed calls after each (re)start.
+        batch_rounds: Rounds per batch of the interval (see :func:`~fastnas_bench.measure.stats.batch_interval`).
+        timeout_s: Longest a worker may take to answer one command.
+    """
+
+    # Four restarts: a PyTorch A/A of one model read 0.946 and 0.989 in two sessions (per-process
+    # effects of a few percent), which only more restarts average out.
+    sessions: int = 4
+    rounds: int = 20
+    calls_per_slot: int = 2
+    warmup_calls: int = 5
+    batch_rounds: int = 5
+    timeout_s: float = 300.0
+
+    def orders(self, seed: int = ORDER_SEED) -> list[list[int]]:
+        """Per session and round: 0 for A-B-B-A, 1 for B-A-A-B (drawn before any sample)."""
+        rng = np.random.default_rng(seed)
+        return [[int(v) for v in rng.integers(0, 2, self.rounds)] for _ in range(self.sessions)]
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of the comparison.
+
+    Attributes:
+        label: ``A`` (reference) or ``B`` (current).
+        python: The interpreter of the side's environment.
+        model: The artifact the side loads (ONNX for ONNX Runtime, a stock checkpoint for PyTorch).
+        slowdown: Share of each call to burn on the CPU afterwards (an injected regression; 0 for none).
+    """
+
+    label: str
+    python: str
+    model: Path
+    slowdown: float = 0.0
+
+
+@dataclass(frozen=True)
+class ABResult:
+    """B/A latency from paired rounds: > 1 means side B is slower.
+
+    Attributes:
+        ratio: exp(mean of the batch medians of the per-round log ratios).
+        ci_low, ci_high: The interval of ``ratio`` at ``confidence``.
+        confidence: Two-sided coverage of the interval.
+        rounds: Rounds in all sessions.
+        batches: Batches of the interval.
+        session_ratios: B/A of each session on its own (median of its rounds): the between-run spread.
+        a_p50_ms, b_p50_ms: Median slot time per call of each side (context).
+        versions: Package versions each side reported.
+    """
+
+    ratio: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    rounds: int
+    batches: int
+    session_ratios: tuple[float, ...]
+    a_p50_ms: float
+    b_p50_ms: float
+    versions: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        sessions = ", ".join(f"{r:.3f}" for r in self.session_ratios)
+        return (f"B/A {self.ratio:.3f} ({self.confidence:.1%} CI [{self.ci_low:.3f}, {self.ci_high:.3f}], "
+                f"{self.rounds} ABBA rounds in {len(self.session_ratios)} sessions: {sessions}; "
+                f"A {self.a_p50_ms:.2f} ms, B {self.b_p50_ms:.2f} ms)")
+
+
+def python_of(reference: str) -> str:
+    """The interpreter of a reference environment: ``self`` (this one), a venv folder, or a python path.
+
+    Raises:
+        BadInputError: naming a reference that is no Python interpreter.
+    """
+    if reference == "self":
+        return sys.executable
+    path = Path(reference).expanduser()
+    candidate = path / "bin" / "python" if path.is_dir() else path
+    if not candidate.is_file() or not os.access(candidate, os.X_OK):
+        raise BadInputError(f"A/B reference {reference!r} is neither 'self', a venv folder nor a python executable")
+    return str(candidate)
+
+
+class _Worker:
+    """A side's worker process: one JSON command out, one JSON reply back, with a deadline."""
+
+    def __init__(self, side: Side, threads: int, timeout_s: float) -> None:
+        self.side = side
+        self.timeout_s = timeout_s
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+        # numpy's BLAS (the injected burn) gets the backend's threads. OMP_WAIT_POLICY is left alone:
+        # PASSIVE put PyTorch's OpenMP threads to sleep after every parallel region and doubled the
+        # yolov8n worker's latency here (57 -> 108 ms), which no deployment runs; libgomp's default
+        # spins only briefly before sleeping, and ORT's spinning is off in its session options.
+        env.update(OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                   YOLO_OFFLINE="true", YOLO_AUTOINSTALL="false")
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([side.python, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._stderr, text=True, env=env)
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        lines = [ln for ln in self._stderr.read().strip().splitlines() if ln.strip()]
+        return lines[-1] if lines else "no output"
+
+    def request(self, **cmd: Any) -> dict[str, Any]:
+        what = f"side {self.side.label} ({self.side.python})"
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps(cmd) + "\n")
+            self.proc.stdin.flush()
+            line = self._lines.get(timeout=self.timeout_s)
+        except queue.Empty:
+            self.proc.kill()
+            raise ABWorkerError(f"{what}: no answer to {cmd['op']!r} within {self.timeout_s:.0f} s; worker killed") from None
+        except (BrokenPipeError, OSError):
+            line = None
+        if line is None:
+            code = self.proc.wait(timeout=10)
+            raise ABWorkerError(f"{what}: worker exited (code {code}) during {cmd['op']!r}: {self._stderr_tail()}")
+        reply = json.loads(line)
+        if not reply.get("ok"):
+            raise ABWorkerError(f"{what}: {cmd['op']!r} failed: {reply.get('error')}")
+        return dict(reply)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.request(op="quit")
+            except ABWorkerError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._stderr.close()
+
+
+@contextmanager
+def _started(side: Side, backend: str, inputs: Path, threads: int, plan: ABPlan, work: Path,
+             reference: np.ndarray) -> Iterator[tuple[_Worker, dict[str, str]]]:
+    """A loaded, output-checked, warmed-up worker for ``side``."""
+    worker = _Worker(side, threads, plan.timeout_s)
+    try:
+        output = work / f"output-{side.label}.npy"
+        reply = worker.request(op="load", backend=backend, model=str(side.model), inputs=str(inputs),
+                               output=str(output), threads=threads, warmup_calls=plan.warmup_calls,
+                               slowdown=side.slowdown)
+        _, failure = compare_outputs(np.load(output), reference, "fp32")
+        if failure:
+            raise ABWorkerError(f"side {side.label} ({side.python}): outputs disagree with the PyTorch reference: "
+                                f"{failure}")
+        yield worker, dict(reply["versions"])
+    finally:
+        worker.close()
+
+
+def run_ab(a: Side, b: Side, backend: str, images: np.ndarray, reference: np.ndarray, threads: int,
+           plan: ABPlan = ABPlan(), confidence: float = CONFIDENCE,
+           progress: Callable[[str], None] | None = None) -> ABResult:
+    """Time side B against side A on ``backend`` in paired rounds (see the module docstring).
+
+    Args:
+        a, b: The reference and the current side.
+        backend: ``onnxruntime`` or ``pytorch``.
+        images: The input batch (float32 NCHW in [0, 1]).
+        reference: The PyTorch fp32 output on ``images`` that both sides must reproduce.
+        threads: Intra-op threads of each side.
+        plan: Sessions, rounds and calls, fixed before the first sample.
+        confidence: Two-sided coverage of the interval (family-wise corrected by the caller).
+        progress: Receives one line per session.
+
+    Raises:
+        ABWorkerError: a side died, hung, failed or disagreed on outputs.
+    """
+    orders = plan.orders()
+    sessions: list[list[float]] = []
+    slots: dict[str, list[float]] = {"A": [], "B": []}
+    versions: dict[str, dict[str, str]] = {}
+    with tempfile.TemporaryDirectory(prefix="fastnas-ab-") as tmp:
+        work = Path(tmp)
+        inputs = work / "inputs.npy"
+        np.save(inputs, np.ascontiguousarray(images, dtype=np.float32))
+        for s, order in enumerate(orders):
+            first, second = (a, b) if s % 2 == 0 else (b, a)
+            with _started(first, backend, inputs, threads, plan, work, reference) as (w1, v1), \
+                    _started(second, backend, inputs, threads, plan, work, reference) as (w2, v2):
+                workers = {first.label: w1, second.label: w2}
+                versions.update({first.label: v1, second.label: v2})
+                log_ratios = []
+                for start_with_b in order:
+                    sequence = "BAAB" if start_with_b else "ABBA"
+                    took = {"A": 0.0, "B": 0.0}
+                    for label in sequence:
+                        seconds = workers[label].request(op="time", calls=plan.calls_per_slot)["seconds"]
+                        took[label] += sum(seconds)
+                        slots[label].append(sum(seconds) / len(seconds))
+                    log_ratios.append(math.log(took["B"] / took["A"]))
+                sessions.append(log_ratios)
+            if progress is not None:
+                progress(f"A/B {backend}: session {s + 1}/{plan.sessions}: B/A {math.exp(float(np.median(log_ratios))):.3f}")
+    center, low, high, batches = batch_interval(sessions, plan.batch_rounds, confidence)
+    return ABResult(
+        ratio=math.exp(center), ci_low=math.exp(low), ci_high=math.exp(high), confidence=confidence,
+        rounds=sum(len(s) for s in sessions), batches=batches,
+        session_ratios=tuple(math.exp(float(np.median(s))) for s in sessions),
+        a_p50_ms=float(np.median(slots["A"])) * 1e3, b_p50_ms=float(np.median(slots["B"])) * 1e3, versions=versions,
+    )
+
+
+#: Backends a worker can run (CPU): what the reference environment must hold for each.
+WORKER_BACKENDS = {"onnxruntime": "onnxruntime, numpy", "pytorch": "torch, ultralytics, numpy"}
+
+
+def compare_variant(variant: Variant, backend: str, batch: int, imgsz: int, threads: int, reference_python: str,
+                    onnx: Callable[[Variant, int, int], Path], work_dir: Path, *, plan: ABPlan = ABPlan(),
+                    confidence: float = CONFIDENCE, images: np.ndarray | None = None,
+                    progress: Callable[[str], None] | None = None) -> ABResult:
+    """This environment (B) against ``reference_python`` (A) on one variant, backend and batch.
+
+    Both sides load the same artifact: the variant's cached ONNX export (made in this environment) for
+    ONNX Runtime, its stock Ultralytics checkpoint for PyTorch (which a reference environment without
+    this package can load). Slowdowns injected for side A or B (``FASTNAS_BENCH_INJECT_SLOWDOWN``) burn
+    CPU in that side's worker.
+
+    Raises:
+        BadInputError: for a backend no worker runs.
+        ABWorkerError: see :func:`run_ab`.
+    """
+    from fastnas_bench.backends._lib.agreement import check_images
+    from fastnas_bench.backends.pytorch import reference_output
+    from fastnas_bench.yolo.stock import export_stock_checkpoint
+
+    if backend not in WORKER_BACKENDS:
+        raise BadInputError(f"A/B workers run {', '.join(WORKER_BACKENDS)} on the CPU, not {backend!r}")
+    if backend == "onnxruntime":
+        model = onnx(variant, imgsz, batch)
+    else:
+        model = export_stock_checkpoint(variant.weights, work_dir / f"{variant.name}-stock.pt")
+    batch_images = images if images is not None else check_images(batch, imgsz)
+    reference = reference_output(variant.weights, batch_images)
+    sides = [Side(label, python, model, injected_slowdown(backend, variant.name, side=label))
+             for label, python in (("A", reference_python), ("B", sys.executable))]
+    return run_ab(*sides, backend=backend, images=batch_images, reference=reference, threads=threads, plan=plan,
+                  confidence=confidence, progress=progress)

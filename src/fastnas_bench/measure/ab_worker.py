@@ -1,0 +1,139 @@
+"""One side of a paired A/B latency comparison: a long-lived process that loads one model and times it on command.
+
+Run as a script (``python ab_worker.py``) by :mod:`fastnas_bench.measure.ab`, in the Python environment
+of its side: the current one, or a reference environment that need hold only what its backend needs
+(ONNX Runtime: ``onnxruntime`` and ``numpy``; PyTorch: ``torch``, ``ultralytics``, ``numpy``). So this file
+imports nothing of ``fastnas_bench`` and nothing beyond the standard library at import time.
+
+Protocol: one JSON object per line on stdin, one JSON reply per line on stdout (``{"ok": true, ...}`` or
+``{"ok": false, "error": "..."}``). Between commands the process blocks reading stdin: an idle side uses
+no CPU while the other side is timed.
+
+- ``load``: ``backend``, ``model`` (ONNX file or stock Ultralytics checkpoint), ``inputs`` (``.npy``),
+  ``output`` (``.npy`` to write the first call's output to), ``threads``, ``warmup_calls``,
+  ``slowdown`` (share of each call's time to burn on the CPU afterwards, 0 for none);
+- ``time``: ``calls`` → ``seconds`` of each call (wall time, ``perf_counter_ns``);
+- ``quit``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def _ort_runner(model: str, inputs: Any, threads: int) -> Callable[[], Any]:
+    import onnxruntime as ort
+
+    # The benchmark's own session settings (fastnas_bench.backends.onnxruntime.session_options; a unit
+    # test keeps the two equal). Spinning off: the idle side must not steal the timed side's cores.
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: inputs}
+    output = session.get_outputs()[0].name
+    return lambda: session.run([output], feed)[0]
+
+
+def _torch_runner(model: str, inputs: Any, threads: int) -> Callable[[], Any]:
+    import torch
+    from ultralytics.nn.tasks import load_checkpoint
+
+    torch.set_num_threads(threads)
+    net, _ = load_checkpoint(model, device="cpu")
+    net = net.float().eval().fuse(verbose=False)
+    x = torch.from_numpy(inputs)
+
+    def call() -> Any:
+        with torch.inference_mode():
+            out = net(x)
+        return (out[0] if isinstance(out, (tuple, list)) else out).numpy()
+
+    return call
+
+
+RUNNERS = {"onnxruntime": _ort_runner, "pytorch": _torch_runner}
+
+
+def burn(seconds: float) -> None:
+    """Keep the CPU busy for ``seconds`` (a slower model loads the machine; a sleep would leave it idle).
+
+    Matrix products run on numpy's BLAS threads, which the parent caps at the backend's thread count.
+    """
+    import numpy as np
+
+    a = np.ones((192, 192), dtype=np.float32)
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        a = (a @ a) * np.float32(1e-3) + np.float32(1.0)
+
+
+class Side:
+    def __init__(self, cmd: dict[str, Any]) -> None:
+        import numpy as np
+
+        inputs = np.ascontiguousarray(np.load(cmd["inputs"]), dtype=np.float32)
+        self.call = RUNNERS[cmd["backend"]](cmd["model"], inputs, int(cmd["threads"]))
+        self.slowdown = float(cmd.get("slowdown", 0.0))
+        np.save(cmd["output"], np.asarray(self.call(), dtype=np.float32))
+        for _ in range(int(cmd.get("warmup_calls", 0))):
+            self.timed_call()
+
+    def timed_call(self) -> float:
+        start = time.perf_counter_ns()
+        self.call()
+        elapsed = (time.perf_counter_ns() - start) / 1e9
+        if self.slowdown:
+            burn(elapsed * self.slowdown)
+            elapsed = (time.perf_counter_ns() - start) / 1e9
+        return elapsed
+
+
+def _versions(backend: str) -> dict[str, str]:
+    from importlib import metadata
+
+    names = {"onnxruntime": ("onnxruntime", "numpy"), "pytorch": ("torch", "ultralytics", "numpy")}[backend]
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "absent"
+    return found
+
+
+def main() -> int:
+    side: Side | None = None
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        reply: dict[str, Any]
+        try:
+            if cmd["op"] == "load":
+                side = Side(cmd)
+                reply = {"ok": True, "versions": _versions(cmd["backend"]), "python": sys.version.split()[0]}
+            elif cmd["op"] == "time":
+                if side is None:
+                    raise RuntimeError("time before load")
+                reply = {"ok": True, "seconds": [side.timed_call() for _ in range(int(cmd["calls"]))]}
+            elif cmd["op"] == "quit":
+                print(json.dumps({"ok": True}), flush=True)
+                return 0
+            else:
+                raise ValueError(f"unknown op {cmd['op']!r}")
+        except Exception as e:  # noqa: BLE001 - every failure goes back to the parent, which names the side
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            reply = {"ok": False, "error": f"{type(e).__name__}: {first}"}
+        print(json.dumps(reply), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
