@@ -77,7 +77,7 @@ def _measurer(backend_cls: type[Backend] = FakeBackend) -> Measurer:
                                                           bench_imgsz=32))
 
     return Measurer(
-        settings.measure_plan,
+        replace(settings.measure_plan, speedup_batch_rounds=2),
         variant=_ScriptedVariant,
         onnx=lambda v, imgsz, batch: Path("unused.onnx"),
         reference=lambda weights, images: _detector_output(images),

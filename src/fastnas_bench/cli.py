@@ -13,6 +13,7 @@ from fastnas_bench.config.options import (
     parse_backends,
     parse_divisors,
     parse_flops_targets,
+    parse_fraction,
     parse_latency_targets,
     parse_methods,
     parse_profile,
@@ -20,6 +21,7 @@ from fastnas_bench.config.options import (
 from fastnas_bench.config.settings import LATENCY_BACKEND_DEFAULT, latency_machine, resolve_settings
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.variants.profiles import PROFILES
+from fastnas_bench.verdicts.outcome import AB_TOLERANCE
 
 log = logging.getLogger("fastnas_bench")
 
@@ -53,6 +55,50 @@ def _build(args: argparse.Namespace) -> int:
         print(f"{v.name:<36} {v.spec.channel_divisor:>7} {v.params / 1e6:>9.2f}M {v.gflops:>8.2f} {ratio:>6.3f} {v.map50_95:>9.4f} "
               f"{v.recall:>7.4f} {v.meta['build_seconds']:>8.1f}  {v.path}")
     return 0
+
+
+def _ab(args: argparse.Namespace) -> int:
+    """This environment (B) against a reference (A) on each backend x variant; exit 1 on a failed verdict."""
+    import tempfile
+
+    from fastnas_bench.backends._lib.agreement import check_images
+    from fastnas_bench.host import cpu_threads
+    from fastnas_bench.measure.ab import compare_variant, python_of
+    from fastnas_bench.variants.build import build_variant, resolve_data
+    from fastnas_bench.variants.cache import ensure_cache_root
+    from fastnas_bench.verdicts.outcome import Outcome, family_confidence, not_slower
+    from fastnas_bench.yolo.export import export_onnx
+
+    reference = python_of(args.reference)
+    profile = PROFILES[args.profile]
+    if profile.device != "cpu":
+        raise BadInputError(f"A/B workers run on the CPU; profile {args.profile!r} runs on {profile.device}")
+    cache = ensure_cache_root(args.cache_dir)
+    settings = resolve_settings({"profile": args.profile})
+    unknown = [n for n in args.variants if n not in settings.variants]
+    if unknown:
+        raise BadInputError(f"unknown variant(s) {unknown} of profile {args.profile!r}; expected of "
+                            f"{', '.join(settings.variants)}")
+    imgsz, threads = profile.bench_imgsz, cpu_threads()
+    spec = profile.baseline
+    val_list = resolve_data(spec.data, cache, spec.seed).report_yaml.parent / "val.txt"
+    images = check_images(args.batch, imgsz, val_list=val_list)
+    confidence = family_confidence(len(args.backends) * len(args.variants))
+    failed = False
+    print(f"A = {reference}, B = {sys.executable}; B may be ≤ {args.tolerance:.0%} slower")
+    with tempfile.TemporaryDirectory(prefix="fastnas-ab-") as work:
+        for name in args.variants:
+            variant = build_variant(settings.variants[name], cache, "cpu")
+            for backend in args.backends:
+                result = compare_variant(variant, backend, args.batch, imgsz, threads, reference,
+                                         lambda v, i, b: export_onnx(v, cache, i, b), Path(work), confidence=confidence,
+                                         images=images, progress=log.info)
+                outcome = not_slower(result, args.tolerance)
+                failed |= outcome is Outcome.FAIL
+                versions = "; ".join(f"{side}: " + ", ".join(f"{k} {v}" for k, v in sorted(found.items()))
+                                     for side, found in sorted(result.versions.items()))
+                print(f"{backend:<12} {name:<12} bs{args.batch}  {result.describe()}  {outcome.value.upper()}  [{versions}]")
+    return 1 if failed else 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -92,6 +138,22 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--cache-dir", default=None, help="cache root (default: $FASTNAS_BENCH_CACHE or user cache)")
     build.add_argument("--rebuild", action="store_true", help="rebuild the entries even if cached")
     build.set_defaults(func=_build)
+
+    ab = sub.add_parser("ab", help="paired A/B latency: this environment (B) against a reference one (A)")
+    ab.add_argument("--reference", required=True,
+                    help="'self' (A/A), a venv folder or a python executable; it needs only its backend "
+                         "(onnxruntime+numpy, or torch+ultralytics+numpy). Make one: python3 -m venv ref && "
+                         "ref/bin/pip install onnxruntime==1.31.1 numpy")
+    ab.add_argument("--profile", type=arg_type(parse_profile), default="cpu", help="a CPU profile")
+    ab.add_argument("--backends", type=arg_type(parse_backends), default=("onnxruntime", "pytorch"),
+                    help="onnxruntime and/or pytorch (comma-separated)")
+    ab.add_argument("--variants", type=lambda s: tuple(v.strip() for v in s.split(",") if v.strip()),
+                    default=("baseline", "fastnas66"), help="variant names of the profile (comma-separated)")
+    ab.add_argument("--batch", type=int, default=1, help="batch size")
+    ab.add_argument("--tolerance", type=arg_type(parse_fraction), default=AB_TOLERANCE,
+                    help="B may be this much slower than A before the verdict fails")
+    ab.add_argument("--cache-dir", default=None, help="cache root (default: $FASTNAS_BENCH_CACHE or user cache)")
+    ab.set_defaults(func=_ab)
 
     report = sub.add_parser("report", help="Markdown + JSON + PNG report from saved pytest-benchmark runs")
     report.add_argument("runs", nargs="+", help="saved run JSON files (from --benchmark-autosave/--benchmark-json)")

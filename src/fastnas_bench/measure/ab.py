@@ -69,7 +69,10 @@ class ABPlan:
     rounds: int = 20
     calls_per_slot: int = 2
     warmup_calls: int = 5
-    batch_rounds: int = 5
+    # Batches of 10 rounds keep the interval's coverage at its nominal level up to a lag-1
+    # autocorrelation of 0.7 between rounds (scripted AR(1) rounds, tests/test_ab.py); batches of 5
+    # under-cover there (0.82 for 0.95).
+    batch_rounds: int = 10
     timeout_s: float = 300.0
 
     def orders(self, seed: int = ORDER_SEED) -> list[list[int]]:
@@ -106,6 +109,7 @@ class ABResult:
         rounds: Rounds in all sessions.
         batches: Batches of the interval.
         session_ratios: B/A of each session on its own (median of its rounds): the between-run spread.
+        lag1_autocorrelation: Of the per-round log ratios within sessions (what the batches must absorb).
         a_p50_ms, b_p50_ms: Median slot time per call of each side (context).
         versions: Package versions each side reported.
     """
@@ -117,6 +121,7 @@ class ABResult:
     rounds: int
     batches: int
     session_ratios: tuple[float, ...]
+    lag1_autocorrelation: float
     a_p50_ms: float
     b_p50_ms: float
     versions: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -125,6 +130,7 @@ class ABResult:
         sessions = ", ".join(f"{r:.3f}" for r in self.session_ratios)
         return (f"B/A {self.ratio:.3f} ({self.confidence:.1%} CI [{self.ci_low:.3f}, {self.ci_high:.3f}], "
                 f"{self.rounds} ABBA rounds in {len(self.session_ratios)} sessions: {sessions}; "
+                f"lag-1 autocorrelation {self.lag1_autocorrelation:+.2f}; "
                 f"A {self.a_p50_ms:.2f} ms, B {self.b_p50_ms:.2f} ms)")
 
 
@@ -150,10 +156,10 @@ class _Worker:
         self.side = side
         self.timeout_s = timeout_s
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-        # numpy's BLAS (the injected burn) gets the backend's threads. OMP_WAIT_POLICY is left alone:
-        # PASSIVE put PyTorch's OpenMP threads to sleep after every parallel region and doubled the
-        # yolov8n worker's latency here (57 -> 108 ms), which no deployment runs; libgomp's default
-        # spins only briefly before sleeping, and ORT's spinning is off in its session options.
+        # OMP_WAIT_POLICY is left alone: PASSIVE put PyTorch's OpenMP threads to sleep after every
+        # parallel region and doubled the yolov8n worker's latency here (57 -> 108 ms), which no
+        # deployment runs; libgomp's default spins only briefly before sleeping, and ORT's spinning
+        # is off in its session options.
         env.update(OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                    YOLO_OFFLINE="true", YOLO_AUTOINSTALL="false")
         self._stderr = tempfile.TemporaryFile(mode="w+")
@@ -225,6 +231,14 @@ def _started(side: Side, backend: str, inputs: Path, threads: int, plan: ABPlan,
         worker.close()
 
 
+def lag1_autocorrelation(sessions: list[list[float]]) -> float:
+    """Pooled lag-1 autocorrelation of the rounds within each session (pairs never span a restart)."""
+    centred = [np.asarray(s, dtype=float) - np.mean(s) for s in sessions if len(s) > 2]
+    numerator = sum(float(np.dot(c[:-1], c[1:])) for c in centred)
+    denominator = sum(float(np.dot(c, c)) for c in centred)
+    return numerator / denominator if denominator > 0 else 0.0
+
+
 def run_ab(a: Side, b: Side, backend: str, images: np.ndarray, reference: np.ndarray, threads: int,
            plan: ABPlan = ABPlan(), confidence: float = CONFIDENCE,
            progress: Callable[[str], None] | None = None) -> ABResult:
@@ -274,6 +288,7 @@ def run_ab(a: Side, b: Side, backend: str, images: np.ndarray, reference: np.nda
         ratio=math.exp(center), ci_low=math.exp(low), ci_high=math.exp(high), confidence=confidence,
         rounds=sum(len(s) for s in sessions), batches=batches,
         session_ratios=tuple(math.exp(float(np.median(s))) for s in sessions),
+        lag1_autocorrelation=lag1_autocorrelation(sessions),
         a_p50_ms=float(np.median(slots["A"])) * 1e3, b_p50_ms=float(np.median(slots["B"])) * 1e3, versions=versions,
     )
 

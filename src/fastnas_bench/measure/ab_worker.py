@@ -63,17 +63,32 @@ def _torch_runner(model: str, inputs: Any, threads: int) -> Callable[[], Any]:
 RUNNERS = {"onnxruntime": _ort_runner, "pytorch": _torch_runner}
 
 
-def burn(seconds: float) -> None:
-    """Keep the CPU busy for ``seconds`` (a slower model loads the machine; a sleep would leave it idle).
+def burn(seconds: float, threads: int = 1) -> None:
+    """Keep ``threads`` cores busy for ``seconds``: a slower model loads the machine, where a sleep would
+    leave it idle.
 
-    Matrix products run on numpy's BLAS threads, which the parent caps at the backend's thread count.
+    Element-wise numpy loops on one Python thread per core (numpy releases the GIL inside them), not
+    BLAS: a BLAS thread pool keeps spinning after its work and stole the next call's cores (a 10%
+    burn by matrix products read as a 55% PyTorch slowdown here).
     """
+    import threading
+
     import numpy as np
 
-    a = np.ones((192, 192), dtype=np.float32)
     deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        a = (a @ a) * np.float32(1e-3) + np.float32(1.0)
+
+    def work() -> None:
+        a = np.ones(1 << 15, dtype=np.float32)
+        while time.perf_counter() < deadline:
+            np.multiply(a, np.float32(1.0000001), out=a)
+            np.add(a, np.float32(1e-7), out=a)
+
+    helpers = [threading.Thread(target=work) for _ in range(threads - 1)]
+    for helper in helpers:
+        helper.start()
+    work()
+    for helper in helpers:
+        helper.join()
 
 
 class Side:
@@ -83,6 +98,7 @@ class Side:
         inputs = np.ascontiguousarray(np.load(cmd["inputs"]), dtype=np.float32)
         self.call = RUNNERS[cmd["backend"]](cmd["model"], inputs, int(cmd["threads"]))
         self.slowdown = float(cmd.get("slowdown", 0.0))
+        self.threads = int(cmd["threads"])
         np.save(cmd["output"], np.asarray(self.call(), dtype=np.float32))
         for _ in range(int(cmd.get("warmup_calls", 0))):
             self.timed_call()
@@ -92,7 +108,7 @@ class Side:
         self.call()
         elapsed = (time.perf_counter_ns() - start) / 1e9
         if self.slowdown:
-            burn(elapsed * self.slowdown)
+            burn(elapsed * self.slowdown, self.threads)
             elapsed = (time.perf_counter_ns() - start) / 1e9
         return elapsed
 
@@ -111,6 +127,9 @@ def _versions(backend: str) -> dict[str, str]:
 
 
 def main() -> int:
+    # Replies go to the real stdout; anything a library prints goes to stderr, where the parent reads
+    # it only to explain a dead worker.
+    replies, sys.stdout = sys.stdout, sys.stderr
     side: Side | None = None
     for line in sys.stdin:
         cmd = json.loads(line)
@@ -124,14 +143,14 @@ def main() -> int:
                     raise RuntimeError("time before load")
                 reply = {"ok": True, "seconds": [side.timed_call() for _ in range(int(cmd["calls"]))]}
             elif cmd["op"] == "quit":
-                print(json.dumps({"ok": True}), flush=True)
+                print(json.dumps({"ok": True}), file=replies, flush=True)
                 return 0
             else:
                 raise ValueError(f"unknown op {cmd['op']!r}")
         except Exception as e:  # noqa: BLE001 - every failure goes back to the parent, which names the side
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             reply = {"ok": False, "error": f"{type(e).__name__}: {first}"}
-        print(json.dumps(reply), flush=True)
+        print(json.dumps(reply), file=replies, flush=True)
     return 0
 
 

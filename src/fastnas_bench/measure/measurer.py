@@ -38,6 +38,9 @@ class MeasurePlan:
         warmup_rounds: Untimed calls before timing.
         rounds: Timed calls of one latency measurement.
         speedup_rounds: ABBA rounds of one paired speedup.
+        speedup_batch_rounds: Consecutive rounds per batch of its interval: rounds of a shared machine
+            come in bursts, and batches of 10 keep the interval's coverage up to a lag-1
+            autocorrelation of 0.7 (tests/test_ab.py); 90 rounds make 9 batches.
         rebuild: Rebuild backend artifacts (engines) once (``--rebuild-variants``).
     """
 
@@ -48,6 +51,7 @@ class MeasurePlan:
     rounds: int
     speedup_rounds: int
     rebuild: bool = False
+    speedup_batch_rounds: int = 10
 
 
 @dataclass(frozen=True)
@@ -106,14 +110,14 @@ class Calibration:
         return float(sorted(samples)[len(samples) // 2] * 1e3)
 
 
-def _slowed(fn: Callable[[], None], fraction: float) -> Callable[[], None]:
+def _slowed(fn: Callable[[], None], fraction: float, threads: int = 1) -> Callable[[], None]:
     """``fn`` followed by ``fraction`` of its own duration of CPU work: a slower model loads the machine
     as a real regression would, where a sleep would leave the cores to the other side of a pair."""
 
     def slowed() -> None:
         start = time.perf_counter()
         fn()
-        burn((time.perf_counter() - start) * fraction)
+        burn((time.perf_counter() - start) * fraction, threads)
 
     return slowed
 
@@ -203,7 +207,7 @@ class Measurer:
         if fraction:
             log.warning("slowing every %s %s call by %.0f%% (%s)", target.backend, variant_name, fraction * 100,
                         INJECT_SLOWDOWN_ENV)
-            run = _slowed(run, fraction)
+            run = _slowed(run, fraction, plan.threads)
         self._prepared[key] = run, agreement, backend
         return self._prepared[key]
 
@@ -255,7 +259,7 @@ class Measurer:
         key = (target.id, variant_name, batch)
         if key not in self.speedups:
             base, variant = self.interleaved_samples(target, ("baseline", variant_name), batch)
-            self.speedups[key] = paired_speedup(base, variant)
+            self.speedups[key] = paired_speedup(base, variant, batch_rounds=self.plan.speedup_batch_rounds)
         return self.speedups[key]
 
     def interleaved_samples(

@@ -18,8 +18,9 @@ class PairedSpeedup:
     """Baseline/variant speedup from rounds timed in ABBA order.
 
     Attributes:
-        speedup: exp(median of the per-round log ratios); > 1 means the variant is faster.
-        ci_low: Lower end of the distribution-free interval of that median.
+        speedup: exp(median of the per-round log ratios) (of the batch medians' mean where the interval
+            is by batches); > 1 means the variant is faster.
+        ci_low: Lower end of its interval.
         ci_high: Upper end.
         rounds: Number of ABBA rounds (paired ratios).
         confidence: Coverage of the interval (at least :data:`CONFIDENCE`).
@@ -80,10 +81,22 @@ def abba_log_ratios(base_s: Sequence[float], variant_s: Sequence[float]) -> list
     return list(np.log(a / b))
 
 
-def paired_speedup(base_s: Sequence[float], variant_s: Sequence[float], confidence: float = CONFIDENCE) -> PairedSpeedup:
-    """The speedup and its interval from ABBA samples (see :func:`abba_log_ratios`)."""
+def paired_speedup(base_s: Sequence[float], variant_s: Sequence[float], confidence: float = CONFIDENCE,
+                   batch_rounds: int | None = None) -> PairedSpeedup:
+    """The speedup and its interval from ABBA samples (see :func:`abba_log_ratios`).
+
+    Args:
+        batch_rounds: ``None``: the sign-test interval of the median, which assumes independent rounds;
+            else the batch-means interval over batches of this many consecutive rounds
+            (:func:`batch_interval`), which holds where rounds are autocorrelated, as a shared
+            machine's are.
+    """
     ratios = abba_log_ratios(base_s, variant_s)
-    median, low, high, coverage = median_interval(ratios, confidence)
+    if batch_rounds is None:
+        median, low, high, coverage = median_interval(ratios, confidence)
+    else:
+        median, low, high, _ = batch_interval([ratios], batch_rounds, confidence)
+        coverage = confidence
     return PairedSpeedup(math.exp(median), math.exp(low), math.exp(high), len(ratios), coverage,
                          float(np.median(base_s)) * 1e3, float(np.median(variant_s)) * 1e3)
 

@@ -20,7 +20,7 @@ from fastnas_bench.compat import pytest as pytest_compat
 from fastnas_bench.compat import pytest_benchmark as benchmark_compat
 from fastnas_bench.config.settings import BenchSettings, resolve_settings
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.host import machine_class, static_machine_info
+from fastnas_bench.host import machine_class, require_cuda, static_machine_info
 from fastnas_bench.measure.ab import ABResult
 from fastnas_bench.measure.inject import INJECT_SLOWDOWN_ENV, parse_injected_slowdowns
 from fastnas_bench.variants.data import GENERATED_PREFIX
@@ -89,8 +89,6 @@ class BenchSession:
                                     "must never become a baseline")
         _set_ultralytics_env(settings)
         if settings.device == "cuda":
-            from fastnas_bench.host import require_cuda
-
             # The user asked for the GPU: without one, stop now rather than report a green run of skips.
             try:
                 require_cuda()

@@ -66,8 +66,9 @@ def _speedup_table(speedups: dict[str, SpeedupRecord]) -> list[str]:
         "### Speedup, paired ABBA rounds (the gated figure)",
         "",
         "Baseline and variant timed in A B B A rounds within one test, so machine drift cannot favour "
-        "either side; the speedup is the median of the per-round paired ratios with its distribution-free "
-        "interval. These are the figures `test_speedup` and `test_speedup_regression` judge.",
+        "either side; the speedup comes from the per-round paired ratios, with an interval over batches of "
+        "consecutive rounds (rounds are autocorrelated). These are the figures `test_speedup` and "
+        "`test_speedup_regression` judge.",
         "",
         "| Test | Speedup | Interval | Rounds | Bound | Outcome | FLOPs ratio | Efficiency |",
         "|---|---|---|---|---|---|---|---|",

@@ -75,7 +75,7 @@ class SpeedupRecord(_Record):
 
     Attributes:
         speedup: Baseline/variant latency from ABBA rounds (median of per-round log ratios).
-        ci_low, ci_high: Its distribution-free interval.
+        ci_low, ci_high: Its interval (see :func:`fastnas_bench.measure.stats.paired_speedup`).
         rounds: ABBA rounds.
         confidence: Coverage of the interval.
         bound: The bound the test judged it against.
