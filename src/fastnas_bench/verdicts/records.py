@@ -14,6 +14,7 @@ from typing import Any, ClassVar, TypeVar
 from fastnas_bench.backends.base import BackendTarget
 from fastnas_bench.backends.registry import BACKEND_NAMES
 from fastnas_bench.measure.stats import PairedSpeedup, efficiency, log_half_width, median_interval
+from fastnas_bench.measure.timing import LatencySummary
 
 _R = TypeVar("_R", bound="_Record")
 
@@ -160,8 +161,9 @@ STORED_RECORDS: dict[str, type[SpeedupRecord] | type[LatencyRecord]] = {
 
 
 @dataclass(frozen=True)
-class LatencyInfo(_Record):
-    """What ``test_latency`` saves with each pytest-benchmark run (its ``extra_info``), and the report reads.
+class LatencyInfo(LatencySummary, _Record):
+    """What ``test_latency`` saves with each pytest-benchmark run (its ``extra_info``), and the report reads:
+    the latency summary's fields (flat, as saved runs hold them) and what was measured.
 
     Latencies in milliseconds; ``*_samples_ms`` per timed call. Fields from ``speedup_vs_baseline`` on
     are present only where measured (a baseline has no speedup, a CPU run no GPU time).
@@ -179,12 +181,6 @@ class LatencyInfo(_Record):
     map50_95: float
     recall: float
     ap_small: float | None
-    n_samples: int
-    latency_p50_ms: float
-    latency_p90_ms: float
-    latency_p99_ms: float
-    latency_iqr_ms: float
-    latency_min_ms: float
     latency_samples_ms: list[float]
     flops_target: float | None = None
     channel_divisor: int | None = None
