@@ -324,7 +324,6 @@ def compare_variant(variant: Variant, backend: str, batch: int, imgsz: int, thre
         model = export_stock_checkpoint(variant.weights, work_dir / f"{variant.name}-stock.pt")
     batch_images = images if images is not None else check_images(batch, imgsz)
     reference = reference_output(variant.weights, batch_images)
-    sides = [Side(label, python, model, injected_slowdown(backend, variant.name, side=label))
-             for label, python in (("A", reference_python), ("B", sys.executable))]
-    return run_ab(*sides, backend=backend, images=batch_images, reference=reference, threads=threads, plan=plan,
-                  confidence=confidence, progress=progress)
+    a, b = (Side(label, python, model, injected_slowdown(backend, variant.name, side=label))
+            for label, python in (("A", reference_python), ("B", sys.executable)))
+    return run_ab(a, b, backend, batch_images, reference, threads, plan, confidence, progress)

@@ -193,9 +193,9 @@ class BenchSession:
                   "--update-baselines)")
         if self.ab_results:
             terminalreporter.write_sep("-", f"fastnas-bench: A/B, B = this environment, A = {self.settings.ab_reference}")
-            for test_id, (r, outcome) in self.ab_results.items():
-                write(f"{test_id}: {r.describe()}: {outcome.upper()} (B may be ≤ {self.settings.ab_tolerance:.0%} slower)")
-            widths = [r.ci_high / r.ci_low - 1 for r, _ in self.ab_results.values()]
+            for test_id, (ab, outcome) in self.ab_results.items():
+                write(f"{test_id}: {ab.describe()}: {outcome.upper()} (B may be ≤ {self.settings.ab_tolerance:.0%} slower)")
+            widths = [ab.ci_high / ab.ci_low - 1 for ab, _ in self.ab_results.values()]
             write(f"fastnas-bench: A/B interval widths {min(widths):.1%}-{max(widths):.1%} at "
                   f"{next(iter(self.ab_results.values()))[0].confidence:.2%} each ({len(self.ab_results)} gates, "
                   "family-wise false-alarm rate ≤ 5%); spread between sessions shown per test")
