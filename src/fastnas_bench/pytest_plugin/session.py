@@ -196,9 +196,10 @@ class BenchSession:
             for test_id, (ab, outcome) in self.ab_results.items():
                 write(f"{test_id}: {ab.describe()}: {outcome.upper()} (B may be ≤ {self.settings.ab_tolerance:.0%} slower)")
             widths = [ab.ci_high / ab.ci_low - 1 for ab, _ in self.ab_results.values()]
-            write(f"fastnas-bench: A/B interval widths {min(widths):.1%}-{max(widths):.1%} at "
-                  f"{next(iter(self.ab_results.values()))[0].confidence:.2%} each ({len(self.ab_results)} gates, "
-                  "family-wise false-alarm rate ≤ 5%); spread between sessions shown per test")
+            confidence = next(iter(self.ab_results.values()))[0].confidence
+            write(f"fastnas-bench: A/B interval widths {min(widths):.1%}-{max(widths):.1%}, each at {confidence:.2%} "
+                  f"(the 5% family-wise false-alarm rate split over the {self.settings.ab_gates} A/B gates this "
+                  f"run's options select; {len(self.ab_results)} ran); spread between sessions shown per test")
         undecided = terminalreporter.stats.get("undecided", [])
         if undecided:
             terminalreporter.write_sep("-", "fastnas-bench: undecided verdicts (the interval straddles the bound)")
