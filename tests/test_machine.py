@@ -54,9 +54,19 @@ def test_gpu_state_reads_this_process_gpu_and_tolerates_missing_fields(fake_gpu:
 
 
 def test_cuda_runs_get_a_gpu_class_even_without_nvml(fake_gpu: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
-    assert machine.machine_class("cuda").startswith("NVIDIA_H100_80GB_HBM3-drv580-trt")
+    assert machine.machine_class("cuda") == "NVIDIA_H100_80GB_HBM3-drv580"  # hardware only, no versions
     monkeypatch.setitem(sys.modules, "pynvml", None)  # no driver library at all
     assert machine.gpu_state() is None
     cls = machine.machine_class("cuda")
-    assert cls.startswith("NVIDIA_H100_80GB_HBM3-drvunknown") and "cores" not in cls
-    assert "cores" in machine.machine_class("cpu")
+    assert cls == "NVIDIA_H100_80GB_HBM3-drvunknown" and "cores" not in cls
+    cpu = machine.machine_class("cpu")
+    assert "cores" in cpu and cpu.endswith(machine.cpu_isa()) and "ort" not in cpu
+
+
+def test_the_cpu_class_names_the_widest_vector_extension(tmp_path) -> None:
+    for flags, isa in (("fpu sse4_2 avx2 avx512f amx_tile", "amx"), ("sse4_2 avx2 avx512f avx512_vnni", "avx512"),
+                       ("sse4_2 avx2", "avx2"), ("sse4_2", "base")):
+        info = tmp_path / "cpuinfo"
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert machine.cpu_isa(info) == isa
+    assert machine.cpu_isa(tmp_path / "absent") == "base"

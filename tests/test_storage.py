@@ -40,7 +40,7 @@ def test_comparing_with_another_machine_class_is_refused(project: pytest.Pyteste
     project.runpytest_subprocess("-p", "no:cacheprovider", "--benchmark-autosave").assert_outcomes(passed=1)
     (saved,) = _saved(project)
     doc = json.loads(saved.read_text())
-    doc["machine_info"]["fastnas_bench"]["machine_class"] = "NVIDIA_H100-drv550-trt10.3-ort1.19"
+    doc["machine_info"]["fastnas_bench"]["machine_class"] = "NVIDIA_H100-drv550"
     saved.write_text(json.dumps(doc))
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "--benchmark-compare")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

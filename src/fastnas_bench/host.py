@@ -118,13 +118,27 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_class(device: str) -> str:
-    """A key for results comparable with each other.
+def cpu_isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The widest vector extension the CPU offers (``amx``, ``avx512``, ``avx2`` or ``base``): what the
+    backends' kernels dispatch on, so two hosts of one CPU name but different extensions differ."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    for isa, flag in (("amx", "amx_tile"), ("avx512", "avx512f"), ("avx2", "avx2")):
+        if flag in flags:
+            return isa
+    return "base"
 
-    GPU name + driver major + TensorRT and ORT-GPU versions on CUDA; CPU model + usable cores + ORT
-    version on CPU. Runs from different classes are never compared.
+
+def machine_class(device: str) -> str:
+    """A key for results comparable with each other: the hardware only.
+
+    GPU name + driver major on CUDA; CPU model + usable cores + widest vector extension on CPU.
+    Package versions are not part of it: they are recorded with every run and named in every gate's
+    message, so an upgrade is compared with the runs before it, not filed apart from them.
     """
-    versions = versions_of(MEASUREMENT)
     if device == "cuda":
         # Never a CPU class for a CUDA run: torch names the GPU even where NVML cannot.
         import torch
@@ -133,8 +147,7 @@ def machine_class(device: str) -> str:
         with _nvml_device() as nvml:
             if nvml is not None:
                 driver = str(_field(nvml[0].nvmlSystemGetDriverVersion) or "unknown")
-        parts = [torch.cuda.get_device_name(0), f"drv{driver.split('.')[0]}",
-                 f"trt{versions['tensorrt']}", f"ort{versions['onnxruntime-gpu']}"]
+        parts = [torch.cuda.get_device_name(0), f"drv{driver.split('.')[0]}"]
     else:
-        parts = [cpu_model(), f"{cpu_threads()}cores", f"ort{versions['onnxruntime']}"]
+        parts = [cpu_model(), f"{cpu_threads()}cores", cpu_isa()]
     return "-".join(re.sub(r"[^A-Za-z0-9.]+", "_", p).strip("_") for p in parts)

@@ -160,12 +160,12 @@ class BenchSession:
                 "results": {k: {**asdict(r), "outcome": outcome} for k, (r, outcome) in self.ab_results.items()}}
 
     def check_comparable(self, compared_benchmark: dict[str, Any]) -> None:
-        """Refuse comparisons across machine classes (GPU, driver major, TensorRT/ORT, CPU model)."""
+        """Refuse comparisons across machine classes (GPU and driver major, or CPU model, cores and vector extension)."""
         theirs = compared_benchmark.get("machine_info", {}).get("fastnas_bench", {}).get("machine_class")
         if theirs != self.machine_class:
             raise pytest.UsageError(
                 f"refusing to compare with a run from machine class {theirs!r}; this machine is {self.machine_class!r} "
-                "(latencies from different GPUs, drivers or runtimes are not comparable)"
+                "(latencies from different GPUs, drivers or CPUs are not comparable)"
             )
 
     def terminal_summary(self, terminalreporter: Any) -> None:
