@@ -25,7 +25,7 @@ from fastnas_bench.measure.ab import ABResult
 from fastnas_bench.measure.inject import INJECT_SLOWDOWN_ENV, parse_injected_slowdowns
 from fastnas_bench.variants.data import GENERATED_PREFIX
 from fastnas_bench.verdicts.baselines import BaselineStore
-from fastnas_bench.verdicts.gates import GateVerdict
+from fastnas_bench.verdicts.gates import MAX_GATING_RESOLUTION, GateVerdict
 from fastnas_bench.verdicts.records import LatencyRecord, SpeedupRecord, TestKey
 
 SESSION_KEY = pytest.StashKey["BenchSession"]()
@@ -185,8 +185,10 @@ class BenchSession:
                 by_kind.setdefault((g.kind, g.backend), []).append(g.resolution)
             for (kind, backend), resolutions in sorted(by_kind.items()):
                 what = "speedup drop" if kind == "speedup" else "absolute (calibrated) latency slowdown"
-                write(f"resolution on machine class {self.machine_class}, {backend}: the smallest {what} these "
-                      f"gates catch is {max(resolutions):.1%} (over {len(resolutions)} test(s))")
+                write(f"resolution on machine class {self.machine_class}, {backend}: the {what} these gates catch "
+                      f"in ≥ 90% of runs is {max(resolutions):.1%} (over {len(resolutions)} test(s))"
+                      + (f"; above {MAX_GATING_RESOLUTION:.0%}, so they report instead of gating"
+                         if max(resolutions) > MAX_GATING_RESOLUTION else ""))
         elif speedups:
             write(f"fastnas-bench: no regression gate judged: {self.store.path} holds fewer than 5 runs per test for "
                   f"machine class {self.machine_class}, so its resolution is unknown (record passing runs with "

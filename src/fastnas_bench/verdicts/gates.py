@@ -36,7 +36,7 @@ class GateVerdict:
             in-run uncertainty where that is larger (five close runs must not make a razor edge).
         limit: Lowest value the stored runs explain (one-sided prediction bound, log units).
         stored_runs: Number of stored runs.
-        resolution: The smallest relative drop this gate catches (fails on), given the current
+        resolution: The relative drop this gate catches (fails on) in ≥ 90% of runs, given the current
             interval: exp(center - limit + half-width) - 1.
     """
 
@@ -46,6 +46,14 @@ class GateVerdict:
     limit: float
     stored_runs: int
     resolution: float
+
+
+Z_95 = 1.959963984540054
+#: One-sided 90% normal quantile: "resolution" is the change caught in at least 90% of runs.
+Z_90 = 1.2815515655446004
+#: Above this resolution a gate reports its figures instead of gating (it could fail only on a
+#: change so large that no regression suite is needed to see it).
+MAX_GATING_RESOLUTION = 0.50
 
 
 def drop_gate(stored: Sequence[float], stored_half_widths: Sequence[float], current: float, current_low: float,
@@ -67,8 +75,7 @@ def drop_gate(stored: Sequence[float], stored_half_widths: Sequence[float], curr
         raise ValueError(f"need ≥ {MIN_STORED_RUNS} stored runs, got {n}")
     # A half-width is ~1.96 standard errors; a run-to-run spread below one run's own standard
     # error is luck, not precision.
-    z = 1.959963984540054
-    in_run = float(np.median(np.asarray(stored_half_widths, dtype=float))) / z if len(stored_half_widths) else 0.0
+    in_run = float(np.median(np.asarray(stored_half_widths, dtype=float))) / Z_95 if len(stored_half_widths) else 0.0
     spread = max(float(values.std(ddof=1)), in_run)
     center = float(values.mean())
     limit = center - float(t.ppf(1 - alpha, n - 1)) * spread * math.sqrt(1 + 1 / n)
@@ -78,8 +85,11 @@ def drop_gate(stored: Sequence[float], stored_half_widths: Sequence[float], curr
         outcome = Outcome.PASS
     else:
         outcome = Outcome.UNDECIDED
+    # A true drop d is caught when the run's whole interval lands under the limit: its upper end,
+    # the estimate plus a half-width, falls below the limit in 90% of runs when the estimate's own
+    # spread (half-width / z) leaves room for z_0.90 of it.
     half_width = (current_high - current_low) / 2
-    resolution = math.exp(center - limit + half_width) - 1
+    resolution = math.exp(center - limit + half_width * (1 + Z_90 / Z_95)) - 1
     return GateVerdict(outcome, center, spread, limit, n, resolution)
 
 
