@@ -63,13 +63,16 @@ def _ab(args: argparse.Namespace) -> int:
 
     from fastnas_bench.backends._lib.agreement import check_images
     from fastnas_bench.host import cpu_threads
-    from fastnas_bench.measure.ab import compare_variant, python_of
+    from fastnas_bench.measure.ab import WORKER_BACKENDS, compare_variant, python_of
     from fastnas_bench.variants.build import build_variant, resolve_data
     from fastnas_bench.variants.cache import ensure_cache_root
     from fastnas_bench.verdicts.outcome import Outcome, family_confidence, not_slower
     from fastnas_bench.yolo.export import export_onnx
 
     reference = python_of(args.reference)
+    unsupported = [b for b in args.backends if b not in WORKER_BACKENDS]
+    if unsupported:
+        raise BadInputError(f"A/B workers run {', '.join(WORKER_BACKENDS)} on the CPU, not {', '.join(unsupported)}")
     profile = PROFILES[args.profile]
     if profile.device != "cpu":
         raise BadInputError(f"A/B workers run on the CPU; profile {args.profile!r} runs on {profile.device}")
@@ -171,9 +174,12 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    from fastnas_bench.measure.ab import ABWorkerError
+
     try:
         return int(args.func(args))
-    except BadInputError as e:
+    except (BadInputError, ABWorkerError) as e:
+        # Exit 2, not 1: a bad option or a broken A/B worker is no verdict (1 is a failed one).
         print(f"fastnas-bench: error: {e}", file=sys.stderr)
         return 2
 

@@ -19,10 +19,12 @@ side; nothing half-measured becomes a verdict.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,9 +71,9 @@ class ABPlan:
     rounds: int = 20
     calls_per_slot: int = 2
     warmup_calls: int = 5
-    # Batches of 10 rounds keep the interval's coverage at its nominal level up to a lag-1
-    # autocorrelation of 0.7 between rounds (scripted AR(1) rounds, tests/test_ab.py); batches of 5
-    # under-cover there (0.82 for 0.95).
+    # Batches of 10 rounds keep the interval's coverage at its nominal level for a lag-1
+    # autocorrelation of 0.6 between rounds (scripted AR(1) rounds, tests/test_ab.py: 0.95); batches
+    # of 5 under-covered at 0.7 (0.82 for 0.95).
     batch_rounds: int = 10
     timeout_s: float = 300.0
 
@@ -152,7 +154,7 @@ def python_of(reference: str) -> str:
 class _Worker:
     """A side's worker process: one JSON command out, one JSON reply back, with a deadline."""
 
-    def __init__(self, side: Side, threads: int, timeout_s: float) -> None:
+    def __init__(self, side: Side, threads: int, timeout_s: float, script: Path) -> None:
         self.side = side
         self.timeout_s = timeout_s
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -163,8 +165,14 @@ class _Worker:
         env.update(OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                    YOLO_OFFLINE="true", YOLO_AUTOINSTALL="false")
         self._stderr = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([side.python, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._stderr, text=True, env=env)
+        try:
+            # The script runs from a copy in the comparison's scratch folder: run from the package, its
+            # folder would lead sys.path and shadow top-level modules named like ours (stats, timing).
+            self.proc = subprocess.Popen([side.python, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=self._stderr, text=True, env=env)
+        except OSError as e:
+            self._stderr.close()
+            raise ABWorkerError(f"side {side.label} ({side.python}): cannot start the worker: {e}") from None
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -192,23 +200,34 @@ class _Worker:
         except (BrokenPipeError, OSError):
             line = None
         if line is None:
-            code = self.proc.wait(timeout=10)
+            try:
+                code: int | None = self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                code = None
             raise ABWorkerError(f"{what}: worker exited (code {code}) during {cmd['op']!r}: {self._stderr_tail()}")
-        reply = json.loads(line)
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            self.proc.kill()
+            raise ABWorkerError(f"{what}: answered {cmd['op']!r} with something other than JSON: {line.strip()[:120]!r}") from None
         if not reply.get("ok"):
             raise ABWorkerError(f"{what}: {cmd['op']!r} failed: {reply.get('error')}")
         return dict(reply)
 
     def close(self) -> None:
         if self.proc.poll() is None:
+            self.timeout_s = 10.0  # a worker still busy (after an interrupt, say) gets a short grace, then is killed
             try:
                 self.request(op="quit")
-            except ABWorkerError:
-                pass
-            try:
                 self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+            except (ABWorkerError, subprocess.TimeoutExpired):
                 self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):  # a dead worker's pipe breaks on the final flush
+                    stream.close()
         self._stderr.close()
 
 
@@ -216,7 +235,7 @@ class _Worker:
 def _started(side: Side, backend: str, inputs: Path, threads: int, plan: ABPlan, work: Path,
              reference: np.ndarray) -> Iterator[tuple[_Worker, dict[str, str]]]:
     """A loaded, output-checked, warmed-up worker for ``side``."""
-    worker = _Worker(side, threads, plan.timeout_s)
+    worker = _Worker(side, threads, plan.timeout_s, work / WORKER.name)
     try:
         output = work / f"output-{side.label}.npy"
         reply = worker.request(op="load", backend=backend, model=str(side.model), inputs=str(inputs),
@@ -265,6 +284,7 @@ def run_ab(a: Side, b: Side, backend: str, images: np.ndarray, reference: np.nda
         work = Path(tmp)
         inputs = work / "inputs.npy"
         np.save(inputs, np.ascontiguousarray(images, dtype=np.float32))
+        shutil.copyfile(WORKER, work / WORKER.name)
         for s, order in enumerate(orders):
             first, second = (a, b) if s % 2 == 0 else (b, a)
             with _started(first, backend, inputs, threads, plan, work, reference) as (w1, v1), \

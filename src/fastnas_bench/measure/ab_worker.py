@@ -45,7 +45,11 @@ def _ort_runner(model: str, inputs: Any, threads: int) -> Callable[[], Any]:
 
 def _torch_runner(model: str, inputs: Any, threads: int) -> Callable[[], Any]:
     import torch
-    from ultralytics.nn.tasks import load_checkpoint
+
+    try:
+        from ultralytics.nn.tasks import load_checkpoint
+    except ImportError:  # Ultralytics before load_checkpoint: its predecessor, same result
+        from ultralytics.nn.tasks import attempt_load_one_weight as load_checkpoint
 
     torch.set_num_threads(threads)
     net, _ = load_checkpoint(model, device="cpu")
@@ -127,9 +131,13 @@ def _versions(backend: str) -> dict[str, str]:
 
 
 def main() -> int:
-    # Replies go to the real stdout; anything a library prints goes to stderr, where the parent reads
-    # it only to explain a dead worker.
-    replies, sys.stdout = sys.stdout, sys.stderr
+    # Replies go to a copy of the real stdout; anything a library prints, from Python or native code,
+    # goes to stderr, where the parent reads it only to explain a dead worker.
+    import os
+
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     side: Side | None = None
     for line in sys.stdin:
         cmd = json.loads(line)

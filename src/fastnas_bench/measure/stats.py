@@ -120,7 +120,10 @@ def batch_interval(sessions: Sequence[Sequence[float]], batch_rounds: int,
     independent and an interval that treats them so is too narrow. Non-overlapping batch means: each
     session's rounds are cut into contiguous batches of ``batch_rounds``; the median of each batch is one
     observation, and the interval is Student's t over those batch medians. Batches never span two
-    sessions (worker restarts), so what differs between sessions widens the interval instead of hiding.
+    sessions (worker restarts). Batches of one session share its per-process effect, so with several
+    sessions the standard error is also taken over the sessions' own means (t with sessions - 1 degrees
+    of freedom), and the wider of the two intervals is returned: where restarts move the figure more
+    than rounds do (PyTorch workers here), the session level decides.
 
     Args:
         sessions: Per-round values of each session, in time order (log ratios, say).
@@ -135,15 +138,23 @@ def batch_interval(sessions: Sequence[Sequence[float]], batch_rounds: int,
     """
     from scipy.stats import t
 
-    medians = []
+    medians: list[float] = []
+    per_session: list[list[float]] = []
     for values in sessions:
         n = len(values) // batch_rounds
-        for b in range(n):
-            end = len(values) if b == n - 1 else (b + 1) * batch_rounds
-            medians.append(float(np.median(values[b * batch_rounds:end])))
+        own = [float(np.median(values[b * batch_rounds:len(values) if b == n - 1 else (b + 1) * batch_rounds]))
+               for b in range(n)]
+        medians += own
+        if own:
+            per_session.append(own)
     k = len(medians)
     if k < 3:
         raise ValueError(f"need ≥ 3 batches of {batch_rounds} rounds for an interval, got {k}")
     center = float(np.mean(medians))
-    half = float(t.ppf(0.5 + confidence / 2, k - 1)) * float(np.std(medians, ddof=1)) / math.sqrt(k)
+    quantile = 0.5 + confidence / 2
+    half = float(t.ppf(quantile, k - 1)) * float(np.std(medians, ddof=1)) / math.sqrt(k)
+    if len(per_session) >= 3:
+        means = [float(np.mean(s)) for s in per_session]
+        r = len(means)
+        half = max(half, float(t.ppf(quantile, r - 1)) * float(np.std(means, ddof=1)) / math.sqrt(r))
     return center, center - half, center + half, k

@@ -51,9 +51,9 @@ def judge_against_stored(request: pytest.FixtureRequest, session: BenchSession, 
     session.note_gate(request.node.name, backend, "speedup" if isinstance(current, SpeedupRecord) else "latency",
                       verdict)
     message = gate_message(head, verdict, runs, current)
-    if verdict.resolution > MAX_GATING_RESOLUTION:
-        # A gate that only catches changes over 50% here would fail on nothing a user needs it for, and
-        # on a burst of this machine: it reports its figures instead of judging.
+    if verdict.outcome is not Outcome.FAIL and verdict.resolution > MAX_GATING_RESOLUTION:
+        # A gate that only catches changes over 50% here cannot tell a pass from a miss: it reports its
+        # figures instead of passing. A failure it does show is a change beyond that, and fails.
         pytest.skip(f"not gating (resolution {verdict.resolution:.0%} > {MAX_GATING_RESOLUTION:.0%} on this machine): "
                     f"{message}")
     report_outcome(request, verdict.outcome, message)

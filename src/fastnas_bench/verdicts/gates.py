@@ -37,7 +37,7 @@ class GateVerdict:
         limit: Lowest value the stored runs explain (one-sided prediction bound, log units).
         stored_runs: Number of stored runs.
         resolution: The relative drop this gate catches (fails on) in ≥ 90% of runs, given the current
-            interval: exp(center - limit + half-width) - 1.
+            interval's half-width and the stored spread: exp(center - limit + half-width + z_0.90 · spread) - 1.
     """
 
     outcome: Outcome
@@ -85,11 +85,11 @@ def drop_gate(stored: Sequence[float], stored_half_widths: Sequence[float], curr
         outcome = Outcome.PASS
     else:
         outcome = Outcome.UNDECIDED
-    # A true drop d is caught when the run's whole interval lands under the limit: its upper end,
-    # the estimate plus a half-width, falls below the limit in 90% of runs when the estimate's own
-    # spread (half-width / z) leaves room for z_0.90 of it.
+    # A true drop d is caught when a run's whole interval lands under the limit: its upper end, the
+    # estimate plus a half-width, falls below the limit in 90% of runs when the estimate's run-to-run
+    # spread (the stored runs', which includes each run's own noise) leaves room for z_0.90 of it.
     half_width = (current_high - current_low) / 2
-    resolution = math.exp(center - limit + half_width * (1 + Z_90 / Z_95)) - 1
+    resolution = math.exp(center - limit + half_width + Z_90 * spread) - 1
     return GateVerdict(outcome, center, spread, limit, n, resolution)
 
 

@@ -75,7 +75,7 @@ class SpeedupRecord(_Record):
     """One paired speedup of a variant over the baseline, as judged and stored.
 
     Attributes:
-        speedup: Baseline/variant latency from ABBA rounds (median of per-round log ratios).
+        speedup: Baseline/variant latency from ABBA rounds (see :func:`fastnas_bench.measure.stats.paired_speedup`).
         ci_low, ci_high: Its interval (see :func:`fastnas_bench.measure.stats.paired_speedup`).
         rounds: ABBA rounds.
         confidence: Coverage of the interval.
