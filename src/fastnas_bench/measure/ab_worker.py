@@ -49,7 +49,7 @@ def _torch_runner(model: str, inputs: Any, threads: int) -> Callable[[], Any]:
     try:
         from ultralytics.nn.tasks import load_checkpoint
     except ImportError:  # Ultralytics before load_checkpoint: its predecessor, same result
-        from ultralytics.nn.tasks import attempt_load_one_weight as load_checkpoint
+        from ultralytics.nn.tasks import attempt_load_one_weight as load_checkpoint  # type: ignore[attr-defined, no-redef]
 
     torch.set_num_threads(threads)
     net, _ = load_checkpoint(model, device="cpu")

@@ -11,7 +11,7 @@ import sys
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -21,12 +21,14 @@ from fastnas_bench.compat import pytest_benchmark as benchmark_compat
 from fastnas_bench.config.settings import BenchSettings, resolve_settings
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.host import machine_class, require_cuda, static_machine_info
-from fastnas_bench.measure.ab import ABResult
 from fastnas_bench.measure.inject import INJECT_SLOWDOWN_ENV, parse_injected_slowdowns
 from fastnas_bench.variants.data import GENERATED_PREFIX
 from fastnas_bench.verdicts.baselines import BaselineStore
 from fastnas_bench.verdicts.gates import MAX_GATING_RESOLUTION, GateVerdict
 from fastnas_bench.verdicts.records import LatencyRecord, SpeedupRecord, TestKey
+
+if TYPE_CHECKING:
+    from fastnas_bench.measure.ab import ABResult
 
 SESSION_KEY = pytest.StashKey["BenchSession"]()
 

@@ -8,9 +8,12 @@ because of what was seen.
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from fastnas_bench.measure.ab import ABResult
 from fastnas_bench.measure.stats import PairedSpeedup
+
+if TYPE_CHECKING:  # for the annotation only: the A/B machinery is not needed to judge its result
+    from fastnas_bench.measure.ab import ABResult
 
 
 class Outcome(str, Enum):
