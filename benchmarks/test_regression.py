@@ -12,7 +12,7 @@ import pytest
 from fastnas_bench.backends.base import BackendTarget, BackendUnavailable
 from fastnas_bench.config.settings import BenchSettings
 from fastnas_bench.measure.measurer import Measurer
-from fastnas_bench.pytest_plugin.outcomes import judge_against_stored, unavailable
+from fastnas_bench.pytest_plugin.outcomes import judge_against_stored, judge_gate_family, unavailable
 from fastnas_bench.pytest_plugin.session import BenchSession
 from fastnas_bench.verdicts.records import LatencyRecord, TestKey
 from fastnas_bench.versions import run_versions
@@ -36,3 +36,9 @@ def test_latency_regression(measurer: Measurer, bench_settings: BenchSettings, b
         request, bench_session, stored, target.backend, current,
         f"{stored.format()}: median {current.latency_p50_ms:.2f} ms = {current.norm_p50:.3f} calibration units "
         f"(calibration {measurement.calibration_ms:.2f} ms)")
+
+
+def test_regression_family(bench_session: BenchSession) -> None:
+    """The stored-run gates of this run as one family: Holm's procedure at a 2% family-wise false-alarm
+    rate (runs after every gate; each gate already decided at its Bonferroni share when it ran)."""
+    judge_gate_family(bench_session)

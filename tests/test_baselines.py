@@ -11,6 +11,7 @@ import pytest
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.verdicts.baselines import (
     MAX_STORED_RUNS,
+    BaselineStore,
     SCHEMA_VERSION,
     baseline_path,
     load_baselines,
@@ -98,12 +99,18 @@ def _suite_with_scripted_speedups(pytester: pytest.Pytester) -> None:
             judge_against_stored(request, bench_session, KEY, "fake", current, f"{KEY.format()}: speedup {estimate.describe()}")
 
         def test_other():
+            if os.environ.get("INTERRUPT") == "1":
+                raise KeyboardInterrupt
             assert os.environ.get("FAIL_OTHER") != "1"
+
+        def test_regression_family(bench_session):
+            from fastnas_bench.pytest_plugin.outcomes import judge_gate_family
+            judge_gate_family(bench_session)
         """
     )
 
 
-def test_gate_records_fails_with_figures_and_never_writes_a_failed_run(
+def test_gate_records_every_run_with_its_outcome_and_fails_with_figures(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _suite_with_scripted_speedups(pytester)
@@ -111,32 +118,63 @@ def test_gate_records_fails_with_figures_and_never_writes_a_failed_run(
     common = ["-p", "no:cacheprovider", "--baselines-dir", str(root), "--backends", "pytorch"]
     for seed in range(5):
         monkeypatch.setenv("SEED", str(seed))
-        pytester.runpytest_subprocess(*common, "--update-baselines").assert_outcomes(passed=1, skipped=1)
+        pytester.runpytest_subprocess(*common, "--update-baselines").assert_outcomes(passed=1, skipped=2)
     (stored,) = root.glob("*/cpu.json")
-    before = stored.read_bytes()
+    runs = json.loads(stored.read_text())["tests"]["test_speedup[fake-fastnas66-bs1]"]["runs"]
+    assert [r["gate"] for r in runs] == ["ungated"] * 5 and all(r["recorded_at"] for r in runs)
 
+    # A run that fails elsewhere is still recorded, with its gate's outcome.
     monkeypatch.setenv("FAIL_OTHER", "1")
     failed = pytester.runpytest_subprocess(*common, "--update-baselines")
-    failed.assert_outcomes(failed=1, passed=1)
-    failed.stdout.fnmatch_lines(["*baselines NOT updated: the run did not pass*"])
-    assert stored.read_bytes() == before
+    failed.assert_outcomes(failed=1, passed=2)
+    failed.stdout.fnmatch_lines(["*this run was recorded in 1 entries of*with its gates' outcomes*"])
+    runs = json.loads(stored.read_text())["tests"]["test_speedup[fake-fastnas66-bs1]"]["runs"]
+    assert len(runs) == 6 and runs[-1]["gate"] == "pass"
+    before = stored.read_bytes()
 
+    # An interrupted run is not recorded.
     monkeypatch.delenv("FAIL_OTHER")
+    monkeypatch.setenv("INTERRUPT", "1")
+    interrupted = pytester.runpytest_subprocess(*common, "--update-baselines")
+    assert interrupted.ret == pytest.ExitCode.INTERRUPTED
+    assert stored.read_bytes() == before
+    monkeypatch.delenv("INTERRUPT")
+
     monkeypatch.setenv("PRUNED_MS", str(24 * 1.10))  # the pruned model 10% slower
     monkeypatch.setenv("TORCH", "2")
     slowed = pytester.runpytest_subprocess(*common)
-    slowed.assert_outcomes(failed=1, passed=1)
+    slowed.assert_outcomes(failed=1, passed=2)
     slowed.stdout.fnmatch_lines([
-        ("*test_speedup[[]fake-fastnas66-bs1]: speedup 1.13*x (9*% CI*) vs stored speedup 1.2* over 5 runs*"
-         "changed since the stored runs: torch 1 → 2*"),
+        ("*test_speedup[[]fake-fastnas66-bs1]: speedup 1.13*x (9*% CI*) vs stored speedup 1.2* over 6 runs*"
+         "false-alarm rate 2.00%; p = *changed since the stored runs: torch 1 → 2*"),
+        "*1 gate(s) judged, each at a one-sided false-alarm rate of 2%/1*",
         "*resolution on machine class*fake: the speedup drop these gates catch in ≥ 90% of runs is *%*",
     ])
     assert stored.read_bytes() == before  # comparing never writes
 
+    # Recorded, the failed run is kept with its outcome but is no reference for the next run.
+    recorded = pytester.runpytest_subprocess(*common, "--update-baselines")
+    recorded.assert_outcomes(failed=1, passed=2)
+    recorded.stdout.fnmatch_lines(["*the failed gates' figures (test_speedup[[]fake-fastnas66-bs1]) are kept*"])
+    store = BaselineStore(root, stored.parent.name, "cpu")
+    assert [r["gate"] for r in store.stored["test_speedup[fake-fastnas66-bs1]"]["runs"]][-1] == "fail"
+    assert len(store.history("test_speedup[fake-fastnas66-bs1]")) == 6
+
     monkeypatch.setenv("PRUNED_MS", "24")
     monkeypatch.setenv("TORCH", "1")
     monkeypatch.setenv("SEED", "42")
-    pytester.runpytest_subprocess(*common).assert_outcomes(passed=2)
+    pytester.runpytest_subprocess(*common).assert_outcomes(passed=3)
+
+    # An intended change: accepted, the window starts again (the gate waits for 5 new runs).
+    monkeypatch.setenv("PRUNED_MS", str(24 * 1.10))
+    from fastnas_bench.cli import main
+
+    assert main(["baselines", "accept", "--baselines-dir", str(root), "--machine-class", stored.parent.name,
+                 "--tests", "test_speedup[[]fake-*", "--reason", "a smaller cut, on purpose"]) == 0
+    waiting = pytester.runpytest_subprocess(*common, "-rs")
+    waiting.assert_outcomes(passed=1, skipped=2)
+    waiting.stdout.fnmatch_lines(["*0 stored run(s) of test_speedup[[]fake-fastnas66-bs1]*since the shift accepted "
+                                  "at * (a smaller cut, on purpose)*"])
 
 
 def test_undecided_is_its_own_outcome(pytester: pytest.Pytester) -> None:
@@ -205,3 +243,50 @@ def test_a_gate_coarser_than_half_reports_instead_of_gating(pytester: pytest.Pyt
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*above 50%, so they report instead of gating*",
                                  "*not gating (resolution *% > 50% on this machine): speedup 0.900x vs stored*"])
+
+
+def test_accept_restarts_the_window_and_refuses_what_it_cannot_apply_to(tmp_path: Path) -> None:
+    store = BaselineStore(tmp_path, "cpuX-2cores-avx2", "cpu")
+    with pytest.raises(BadInputError, match="no stored runs in"):
+        store.accept("*", "upgrade")
+    ids = ("test_speedup[onnxruntime-fastnas66-bs1]", "test_latency[pytorch-baseline-bs1]")
+    for s in (1.30, 1.31, 1.29):
+        store.append({i: SpeedupRecord(s, ci_low=s * 0.99, ci_high=s * 1.01) for i in ids},
+                     {ids[0]: "pass", ids[1]: "fail" if s == 1.29 else "pass"})
+    assert [len(store.history(i)) for i in ids] == [3, 2]  # a run its gate failed is kept, not read
+    with pytest.raises(BadInputError, match=r"--tests 'test_x\*' matches no stored test id"):
+        store.accept("test_x*", "upgrade")
+    with pytest.raises(BadInputError, match="needs a reason"):
+        store.accept("*", " ")
+    assert store.accept("test_speedup[[]onnxruntime-*", "onnxruntime 1.32: faster kernels") == 1
+    assert store.history(ids[0]) == [] and len(store.history(ids[1])) == 2  # the pattern chose one id
+    store.append({ids[0]: SpeedupRecord(1.4, ci_low=1.39, ci_high=1.41)}, {})
+    fresh = BaselineStore(tmp_path, "cpuX-2cores-avx2", "cpu")  # read back from the file
+    assert [r["speedup"] for r in fresh.history(ids[0])] == [1.4] and fresh.history(ids[0])[0]["gate"] == "ungated"
+    assert fresh.accepted_shift(ids[0])["reason"] == "onnxruntime 1.32: faster kernels"
+    assert len(fresh.stored[ids[0]]["runs"]) == 4  # nothing before the shift was deleted
+
+
+def test_baselines_show_lists_runs_outcomes_and_shifts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fastnas_bench.cli import main
+
+    store = BaselineStore(tmp_path, "cpuX-2cores-avx2", "cpu")
+    for outcome in ("pass", "fail", "pass"):
+        store.append({"test_speedup[onnxruntime-fastnas66-bs1]": SpeedupRecord(1.3, ci_low=1.29, ci_high=1.31)},
+                     {"test_speedup[onnxruntime-fastnas66-bs1]": outcome})
+    args = ["baselines", "show", "--baselines-dir", str(tmp_path), "--machine-class", "cpuX-2cores-avx2"]
+    assert main(args) == 0
+    assert "test_speedup[onnxruntime-fastnas66-bs1]: 3 run(s) (fail 1, pass 2); 2 read by its gate" in capsys.readouterr().out
+    assert main(["baselines", "accept", "--baselines-dir", str(tmp_path), "--machine-class", "cpuX-2cores-avx2",
+                 "--tests", "nothing*", "--reason", "x"]) == 2
+    assert "--tests 'nothing*' matches no stored test id" in capsys.readouterr().err
+
+
+def test_schema_2_files_are_read_as_runs_before_any_shift(tmp_path: Path) -> None:
+    path = baseline_path(tmp_path, "cpuX-2cores-avx2", "cpu")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"schema": 2, "tests": {"t[a-b-bs1]": {"runs": [{"speedup": 1.2}] * 5}}}))
+    store = BaselineStore(tmp_path, "cpuX-2cores-avx2", "cpu")
+    assert len(store.history("t[a-b-bs1]")) == 5
+    store.accept("*", "new runner image")
+    assert store.history("t[a-b-bs1]") == []

@@ -9,7 +9,7 @@ import pytest
 
 from fastnas_bench.measure.stats import PairedSpeedup, abba_log_ratios, median_interval, paired_speedup
 from fastnas_bench.verdicts.gates import drop_gate, speedup_gate
-from fastnas_bench.verdicts.outcome import Outcome, at_least, at_most
+from fastnas_bench.verdicts.outcome import Outcome, at_least, at_most, holm
 from fastnas_bench.verdicts.records import SpeedupRecord
 
 ROUNDS = 90
@@ -102,3 +102,27 @@ def test_gate_spread_never_falls_below_one_runs_own_uncertainty() -> None:
     assert drop_gate(stored, [0.02] * 5, math.log(1.10), math.log(1.09), math.log(1.11)).outcome is Outcome.FAIL
     with pytest.raises(ValueError, match="≥ 5 stored runs"):
         drop_gate(stored[:4], [0.02] * 4, 0.0, 0.0, 0.0)
+
+
+def test_a_gate_fails_exactly_when_its_p_value_is_below_its_rate() -> None:
+    rng = np.random.default_rng(3)
+    stored = list(rng.normal(math.log(1.3), 0.01, 8))
+    for current in np.linspace(math.log(1.22), math.log(1.30), 41):
+        for alpha in (0.02, 0.02 / 6, 0.001):
+            verdict = drop_gate(stored, [0.01] * 8, current, current - 0.01, current + 0.01, alpha)
+            assert (verdict.outcome is Outcome.FAIL) == (verdict.p_value < alpha)
+            assert verdict.alpha == alpha
+
+
+def test_holm_controls_the_family_and_rejects_at_least_what_bonferroni_does() -> None:
+    assert holm([0.001, 0.012, 0.03, 0.5], 0.05) == [True, True, False, False]  # 0.0125, 0.0167: stops at 0.03
+    assert holm([0.013, 0.02, 0.04], 0.05) == [True, True, True]  # Bonferroni (0.0167 each) rejects only the first
+    assert holm([0.02, 0.9], 0.02) == [False, False] and holm([], 0.05) == []
+    # Family-wise rate under the global null, for dependent tests too: 6 gates that share a noise term.
+    rng = np.random.default_rng(11)
+    from scipy.stats import norm
+
+    shared = rng.normal(size=(4000, 1))
+    z = np.sqrt(0.5) * shared + np.sqrt(0.5) * rng.normal(size=(4000, 6))
+    any_rejected = np.mean([any(holm(list(norm.sf(row)), 0.05)) for row in z])
+    assert any_rejected <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 4000)

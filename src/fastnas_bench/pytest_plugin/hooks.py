@@ -32,6 +32,7 @@ from fastnas_bench.config.options import (
 from fastnas_bench.pytest_plugin.outcomes import VERDICT_PROPERTY
 from fastnas_bench.pytest_plugin.session import SESSION_KEY, BenchSession
 from fastnas_bench.variants.profiles import PROFILES
+from fastnas_bench.verdicts.gates import GATE_TESTS
 
 MARKERS = {
     "gpu": "needs a CUDA GPU (selected by --gpu)",
@@ -79,7 +80,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--cache-dir", default=None, help="variant cache root (default: $FASTNAS_BENCH_CACHE or the user cache dir)")
     add("--rebuild-variants", action="store_true", help="rebuild cached variants and exports once this session")
     add("--update-baselines", action="store_true",
-        help="write this run's results as the stored baselines (only if every test passed)")
+        help="record this run in the stored baselines with its gates' outcomes (a run that ran to its end, "
+             "passed or failed; the gates do not read figures their gate failed)")
     add("--baselines-dir", default=None, help="stored baselines root (default: <rootdir>/baselines)")
     add("--ab-reference", default=None,
         help="run test_ab: this environment (B) against a reference Python environment (A) in paired rounds; "
@@ -130,6 +132,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "batch_size" in metafunc.fixturenames:
         sizes = settings.profile.batch_sizes
         metafunc.parametrize("batch_size", sizes, ids=[f"bs{b}" for b in sizes])
+
+
+#: The test that applies Holm's procedure to the run's stored-run gates: it needs all of them, so it runs last.
+FAMILY_TEST = "test_regression_family"
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: getattr(item, "originalname", item.name) == FAMILY_TEST)  # stable: the rest keep order
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    bench = session.config.stash.get(SESSION_KEY, None)
+    if bench is not None:
+        bench.gate_tests = max(1, sum(getattr(item, "originalname", "") in GATE_TESTS for item in session.items))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
-from fastnas_bench.verdicts.gates import MAX_GATING_RESOLUTION, gate_message, judge
-from fastnas_bench.verdicts.outcome import Outcome
+from fastnas_bench.verdicts.gates import MAX_GATING_RESOLUTION, STORED_FAMILY_ALPHA, gate_alpha, gate_message, judge
+from fastnas_bench.verdicts.outcome import Outcome, holm
 from fastnas_bench.verdicts.records import LatencyRecord, SpeedupRecord, TestKey
 
 if TYPE_CHECKING:
@@ -44,16 +44,33 @@ def judge_against_stored(request: pytest.FixtureRequest, session: BenchSession, 
     """The regression gate of ``current``'s kind against the stored runs of ``stored``; skips with the
     count while too few are stored."""
     runs = session.store.runs(stored)
-    verdict = judge(runs, current)
+    verdict = judge(runs, current, gate_alpha(session.gate_tests))
     if verdict is None:
-        pytest.skip(f"{len(runs)} stored run(s) of {stored.format()} in {session.store.path}; the gate needs ≥ 5 "
-                    "(record passing runs with --update-baselines)")
-    session.note_gate(request.node.name, backend, "speedup" if isinstance(current, SpeedupRecord) else "latency",
-                      verdict)
+        shift = session.store.accepted_shift(stored.format())
+        since = f" since the shift accepted at {shift['at']} ({shift['reason']})" if shift else ""
+        pytest.skip(f"{len(runs)} stored run(s) of {stored.format()} in {session.store.path}{since}; the gate needs "
+                    "≥ 5 (record runs with --update-baselines)")
     message = gate_message(head, verdict, runs, current)
-    if verdict.outcome is not Outcome.FAIL and verdict.resolution > MAX_GATING_RESOLUTION:
+    coarse = verdict.outcome is not Outcome.FAIL and verdict.resolution > MAX_GATING_RESOLUTION
+    session.note_gate(request.node.name, stored, backend, "speedup" if isinstance(current, SpeedupRecord) else "latency",
+                      verdict, "reported" if coarse else verdict.outcome.value)
+    if coarse:
         # A gate that only catches changes over 50% here cannot tell a pass from a miss: it reports its
         # figures instead of passing. A failure it does show is a change beyond that, and fails.
         pytest.skip(f"not gating (resolution {verdict.resolution:.0%} > {MAX_GATING_RESOLUTION:.0%} on this machine): "
                     f"{message}")
     report_outcome(request, verdict.outcome, message)
+
+
+def judge_gate_family(session: BenchSession) -> None:
+    """Holm's procedure over the stored-run gates this run judged: fail naming any gate it rejects
+    beyond those that failed on their own (each gate already decided at the family's rate split over
+    all gate tests, Holm's first step; the further steps need every gate's p-value, so they run last)."""
+    gates = session.gates
+    if not gates:
+        pytest.skip("no stored-run gate judged in this run (each skipped, naming why): no family to control")
+    rejected = holm([g.p_value for g in gates.values()], STORED_FAMILY_ALPHA)
+    extra = [f"{name} (p = {g.p_value:.2g})" for (name, g), r in zip(gates.items(), rejected) if r and g.outcome != "fail"]
+    if extra:
+        pytest.fail(f"Holm's procedure over the {len(gates)} stored-run gates of this run, family-wise false-alarm "
+                    f"rate {STORED_FAMILY_ALPHA:.0%}, also rejects: {'; '.join(extra)}", pytrace=False)

@@ -24,7 +24,7 @@ from fastnas_bench.host import machine_class, require_cuda, static_machine_info
 from fastnas_bench.measure.inject import INJECT_SLOWDOWN_ENV, parse_injected_slowdowns
 from fastnas_bench.variants.data import GENERATED_PREFIX
 from fastnas_bench.verdicts.baselines import BaselineStore
-from fastnas_bench.verdicts.gates import MAX_GATING_RESOLUTION, GateVerdict
+from fastnas_bench.verdicts.gates import MAX_GATING_RESOLUTION, STORED_FAMILY_ALPHA, GateVerdict
 from fastnas_bench.verdicts.records import LatencyRecord, SpeedupRecord, TestKey
 
 if TYPE_CHECKING:
@@ -40,12 +40,21 @@ SETTING_OPTIONS = ("gpu", "backends", "methods", "flops_target", "flops_targets"
 
 @dataclass(frozen=True)
 class GateResult:
-    """One regression gate's verdict this run, for the summary's resolution lines."""
+    """One regression gate's verdict this run: for the summary, the family's Holm step and the stored run.
 
+    Attributes:
+        stored_id: The test id whose stored runs it read (and under which this run is recorded).
+        outcome: ``pass`` / ``fail`` / ``undecided``, or ``reported`` for a gate too coarse to gate.
+        p_value, alpha: See :class:`~fastnas_bench.verdicts.gates.GateVerdict`.
+    """
+
+    stored_id: str
     backend: str
     kind: str
     resolution: float
     outcome: str
+    p_value: float
+    alpha: float
 
 
 class BenchSession:
@@ -63,6 +72,9 @@ class BenchSession:
         self.update = update
         self.produced: dict[str, SpeedupRecord | LatencyRecord] = {}
         self.gates: dict[str, GateResult] = {}
+        #: Stored-run gate tests selected in this run (set once collection is done): each gate decides
+        #: at the family's rate split over them.
+        self.gate_tests = 1
         #: A/B verdicts of this run by test id: (B/A result, outcome).
         self.ab_results: dict[str, tuple[ABResult, str]] = {}
         self.update_note: str | None = None
@@ -107,8 +119,10 @@ class BenchSession:
         """What this run measured for ``key``: stored with --update-baselines (speedups also saved with the run)."""
         self.produced[key.format()] = record
 
-    def note_gate(self, test_name: str, backend: str, kind: str, verdict: GateVerdict) -> None:
-        self.gates[test_name] = GateResult(backend, kind, verdict.resolution, verdict.outcome.value)
+    def note_gate(self, test_name: str, stored: TestKey, backend: str, kind: str, verdict: GateVerdict,
+                  outcome: str) -> None:
+        self.gates[test_name] = GateResult(stored.format(), backend, kind, verdict.resolution, outcome,
+                                           verdict.p_value, verdict.alpha)
 
     @property
     def speedups(self) -> dict[str, SpeedupRecord]:
@@ -128,15 +142,23 @@ class BenchSession:
         progress.set_sink(to_terminal)
 
     def finish(self, exitstatus: int) -> None:
-        """Append this run to the stored baselines where asked and every test passed."""
+        """Record this run in the stored baselines where asked, each figure with its gate's outcome.
+
+        A run that ran to its end is recorded whether it passed or failed (the history says which; the
+        gates do not read what their gate failed); an interrupted or crashed one is not.
+        """
         if not self.update or not self.produced:
             return
-        if exitstatus != 0:
-            # A failed or interrupted run must never become the reference.
-            self.update_note = f"baselines NOT updated: the run did not pass (exit {exitstatus})"
+        if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            self.update_note = f"this run was NOT recorded in the baselines: it did not run to its end (exit {exitstatus})"
             return
-        self.store.append(self.produced)
-        self.update_note = f"baselines updated: this run appended to {len(self.produced)} entries in {self.store.path}"
+        outcomes = {g.stored_id: g.outcome for g in self.gates.values()}
+        self.store.append(self.produced, outcomes)
+        failed = sorted(k for k, o in outcomes.items() if o == "fail")
+        self.update_note = (f"this run was recorded in {len(self.produced)} entries of {self.store.path} with its gates' "
+                            "outcomes" + (f"; the failed gates' figures ({', '.join(failed)}) are kept but later runs "
+                                          "are not judged against them (accept an intended shift with "
+                                          "`fastnas-bench baselines accept`)" if failed else ""))
 
     def header(self) -> list[str]:
         s = self.settings
@@ -185,6 +207,9 @@ class BenchSession:
             by_kind: dict[tuple[str, str], list[float]] = {}
             for g in self.gates.values():
                 by_kind.setdefault((g.kind, g.backend), []).append(g.resolution)
+            write(f"{len(self.gates)} gate(s) judged, each at a one-sided false-alarm rate of "
+                  f"{STORED_FAMILY_ALPHA:.0%}/{self.gate_tests} (the {STORED_FAMILY_ALPHA:.0%} family-wise rate over the "
+                  f"{self.gate_tests} gate test(s) selected; test_regression_family applies Holm's further steps)")
             for (kind, backend), resolutions in sorted(by_kind.items()):
                 what = "speedup drop" if kind == "speedup" else "absolute (calibrated) latency slowdown"
                 write(f"resolution on machine class {self.machine_class}, {backend}: the {what} these gates catch "

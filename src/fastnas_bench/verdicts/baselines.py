@@ -6,13 +6,21 @@ A baseline file ``baselines/<machine-class>/<profile>.json`` holds, per test id,
 each with the package versions and variant builds it was measured on. The gates that read them are
 in :mod:`fastnas_bench.verdicts.gates`.
 
-Files are only written by ``--update-baselines`` at the end of a session in which every test
-passed, atomically (temporary file + rename), so a failed or partial run never changes them.
+Every run recorded with ``--update-baselines`` is kept with its gate's outcome (``pass``, ``fail``,
+``undecided``, ``reported`` for a gate too coarse to gate, ``ungated`` before five runs) and the time
+it was recorded. A gate's history is the runs since the last accepted shift that its gate did not
+fail: a regression the gate caught does not become the reference (nor widen the spread), and
+``fastnas-bench baselines accept`` records an intended shift, after which the window starts again.
+
+Files are written atomically (temporary file + rename) at the end of a session that ran to its end
+(passed or failed, not interrupted or refused), so an interrupted run never changes them.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +28,9 @@ from fastnas_bench.errors import BadInputError
 from fastnas_bench.fsutil import atomic_write_text
 from fastnas_bench.verdicts.records import STORED_RECORDS, LatencyRecord, SpeedupRecord, TestKey
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: Schemas this version reads: 2 held the same runs without outcomes, times or accepted shifts.
+READABLE_SCHEMAS = (2, 3)
 #: Runs kept per test id: enough for a spread, recent enough to follow slow changes of the class.
 MAX_STORED_RUNS = 20
 
@@ -36,9 +46,14 @@ def _load_doc(path: Path) -> dict[str, Any]:
         doc = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise BadInputError(f"baseline file {path} is unreadable: {e}") from None
-    if doc.get("schema") != SCHEMA_VERSION:
-        raise BadInputError(f"baseline file {path} has schema {doc.get('schema')!r}, expected {SCHEMA_VERSION}")
+    if doc.get("schema") not in READABLE_SCHEMAS:
+        raise BadInputError(f"baseline file {path} has schema {doc.get('schema')!r}, expected one of {READABLE_SCHEMAS}")
     return dict(doc)
+
+
+def utc_now() -> str:
+    """A timestamp runs and accepted shifts are ordered by (ISO 8601, UTC, microseconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def load_baselines(path: Path) -> dict[str, dict[str, Any]]:
@@ -50,16 +65,26 @@ def load_baselines(path: Path) -> dict[str, dict[str, Any]]:
     return dict(_load_doc(path).get("tests", {}))
 
 
-def write_baselines(path: Path, machine_class: str, profile: str, produced: dict[str, dict[str, Any]]) -> None:
-    """Atomically append this run's entries to ``path`` (the last ``MAX_STORED_RUNS`` kept per id)."""
+def write_baselines(path: Path, machine_class: str, profile: str, produced: dict[str, dict[str, Any]],
+                    accepted: dict[str, str] | None = None) -> None:
+    """Atomically append this run's entries to ``path`` (the last ``MAX_STORED_RUNS`` kept per id), or
+    with ``accepted`` (``at``, ``reason``, ``tests``: a pattern of test ids) an accepted shift."""
     old = _load_doc(path)
     tests = {k: {"runs": list(v.get("runs", []))} for k, v in old.get("tests", {}).items()}
     for test_id, entry in produced.items():
         runs = tests.setdefault(test_id, {"runs": []})["runs"]
         runs.append(entry)
         del runs[:-MAX_STORED_RUNS]
-    doc = {"schema": SCHEMA_VERSION, "machine_class": machine_class, "profile": profile, "tests": tests}
+    shifts = list(old.get("accepted", [])) + ([accepted] if accepted else [])
+    doc = {"schema": SCHEMA_VERSION, "machine_class": machine_class, "profile": profile, "tests": tests,
+           "accepted": shifts}
     atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def _after(run: dict[str, Any], at: str) -> bool:
+    # Runs of schema 2 carry no time: they predate every accepted shift.
+    recorded = run.get("recorded_at")
+    return recorded is not None and datetime.fromisoformat(recorded) > datetime.fromisoformat(at)
 
 
 class BaselineStore:
@@ -75,20 +100,64 @@ class BaselineStore:
         self.path = baseline_path(root, machine_class, profile)
         self.machine_class = machine_class
         self.profile = profile
-        self._stored: dict[str, dict[str, Any]] | None = None
+        self._doc: dict[str, Any] | None = None
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The file's content (read on first use); empty if there is no file."""
+        if self._doc is None:
+            self._doc = _load_doc(self.path)
+        return self._doc
 
     @property
     def stored(self) -> dict[str, dict[str, Any]]:
-        """Stored entries by test id, as in the file (read on first use)."""
-        if self._stored is None:
-            self._stored = load_baselines(self.path)
-        return self._stored
+        """Stored entries by test id, as in the file."""
+        return dict(self.doc.get("tests", {}))
+
+    def accepted_shift(self, test_id: str) -> dict[str, str] | None:
+        """The newest accepted shift that applies to ``test_id``, if any."""
+        shifts = [a for a in self.doc.get("accepted", []) if fnmatch.fnmatchcase(test_id, a.get("tests", "*"))]
+        return max(shifts, key=lambda a: datetime.fromisoformat(a["at"])) if shifts else None
+
+    def history(self, test_id: str) -> list[dict[str, Any]]:
+        """The runs a gate of ``test_id`` reads, oldest first: since its last accepted shift, and not
+        those its gate failed."""
+        runs = self.stored.get(test_id, {}).get("runs", [])
+        shift = self.accepted_shift(test_id)
+        if shift is not None:
+            runs = [r for r in runs if _after(r, shift["at"])]
+        # Nor those whose own verdict failed (a speedup under its bound): a broken build is no reference.
+        return [r for r in runs if r.get("gate") != "fail" and r.get("outcome") != "fail"]
 
     def runs(self, key: TestKey) -> list[SpeedupRecord | LatencyRecord]:
-        """The stored runs of ``key``, oldest first, as the record type of its test."""
+        """The history of ``key`` (see :meth:`history`) as the record type of its test."""
         record = STORED_RECORDS[key.test]
-        return [record.from_json(run) for run in self.stored.get(key.format(), {}).get("runs", [])]
+        return [record.from_json(run) for run in self.history(key.format())]
 
-    def append(self, produced: dict[str, SpeedupRecord | LatencyRecord]) -> None:
-        """Append one run's records (atomically; the last ``MAX_STORED_RUNS`` kept per id)."""
-        write_baselines(self.path, self.machine_class, self.profile, {k: r.to_json() for k, r in produced.items()})
+    def append(self, produced: dict[str, SpeedupRecord | LatencyRecord], gates: dict[str, str]) -> None:
+        """Append one run's records with their gates' outcomes (``gates`` by test id; ``ungated`` where
+        none judged), atomically; the last ``MAX_STORED_RUNS`` kept per id."""
+        at = utc_now()
+        write_baselines(self.path, self.machine_class, self.profile,
+                        {k: {**r.to_json(), "gate": gates.get(k, "ungated"), "recorded_at": at}
+                         for k, r in produced.items()})
+        self._doc = None
+
+    def accept(self, tests: str, reason: str) -> int:
+        """Record an intended shift of the test ids matching ``tests`` (a shell pattern): their gates
+        judge only runs recorded after it. Returns how many stored test ids it applies to.
+
+        Raises:
+            BadInputError: with no stored runs, a pattern that matches no stored test id, or no reason.
+        """
+        if not reason.strip():
+            raise BadInputError("an accepted shift needs a reason (--reason)")
+        if not self.stored:
+            raise BadInputError(f"no stored runs in {self.path} to accept a shift for")
+        matched = [t for t in self.stored if fnmatch.fnmatchcase(t, tests)]
+        if not matched:
+            raise BadInputError(f"--tests {tests!r} matches no stored test id in {self.path}")
+        write_baselines(self.path, self.machine_class, self.profile, {},
+                        accepted={"at": utc_now(), "reason": reason.strip(), "tests": tests})
+        self._doc = None
+        return len(matched)

@@ -15,9 +15,14 @@ import numpy as np
 from fastnas_bench.verdicts.outcome import Outcome
 from fastnas_bench.verdicts.records import LatencyRecord, SpeedupRecord
 
-#: One-sided false-alarm rate of a regression gate per test and run: with a few dozen gated tests
-#: per run and nightly runs, 0.5% keeps a false failure to roughly one in several weeks of runs.
-GATE_ALPHA = 0.005
+#: Chance that a run of unchanged code fails any of its stored-run gates (family-wise): 2% is one
+#: false alarm in about fifty nightly runs. Each gate decides at GATE_ALPHA / gates when it runs
+#: (Bonferroni, Holm's first step); ``test_regression_family`` then applies Holm's remaining steps.
+STORED_FAMILY_ALPHA = 0.02
+#: One gate's false-alarm rate where it is judged alone.
+GATE_ALPHA = STORED_FAMILY_ALPHA
+#: The tests whose verdicts make up the family.
+GATE_TESTS = ("test_speedup_regression", "test_latency_regression")
 #: Stored runs a regression gate needs before it judges (fewer cannot estimate a spread).
 MIN_STORED_RUNS = 5
 
@@ -38,6 +43,10 @@ class GateVerdict:
         stored_runs: Number of stored runs.
         resolution: The relative drop this gate catches (fails on) in ≥ 90% of runs, given the current
             interval's half-width and the stored spread: exp(center - limit + half-width + z_0.90 · spread) - 1.
+        p_value: The smallest one-sided false-alarm rate at which this gate would fail: the chance,
+            under the stored runs' distribution, of a run whose interval's upper end lies this low.
+            Fails ⟺ ``p_value < alpha``; Holm's procedure over a run's gates reads it.
+        alpha: The false-alarm rate this gate decided at.
     """
 
     outcome: Outcome
@@ -46,6 +55,8 @@ class GateVerdict:
     limit: float
     stored_runs: int
     resolution: float
+    p_value: float = 1.0
+    alpha: float = GATE_ALPHA
 
 
 Z_95 = 1.959963984540054
@@ -78,7 +89,10 @@ def drop_gate(stored: Sequence[float], stored_half_widths: Sequence[float], curr
     in_run = float(np.median(np.asarray(stored_half_widths, dtype=float))) / Z_95 if len(stored_half_widths) else 0.0
     spread = max(float(values.std(ddof=1)), in_run)
     center = float(values.mean())
-    limit = center - float(t.ppf(1 - alpha, n - 1)) * spread * math.sqrt(1 + 1 / n)
+    scale = spread * math.sqrt(1 + 1 / n)
+    limit = center - float(t.ppf(1 - alpha, n - 1)) * scale
+    # current_high < limit ⟺ (center - current_high) / scale > t quantile ⟺ p_value < alpha.
+    p_value = float(t.sf((center - current_high) / scale, n - 1)) if scale > 0 else float(current_high >= center)
     if current_high < limit:
         outcome = Outcome.FAIL
     elif current >= limit:
@@ -90,10 +104,15 @@ def drop_gate(stored: Sequence[float], stored_half_widths: Sequence[float], curr
     # spread (the stored runs', which includes each run's own noise) leaves room for z_0.90 of it.
     half_width = (current_high - current_low) / 2
     resolution = math.exp(center - limit + half_width + Z_90 * spread) - 1
-    return GateVerdict(outcome, center, spread, limit, n, resolution)
+    return GateVerdict(outcome, center, spread, limit, n, resolution, p_value, alpha)
 
 
-def speedup_gate(runs: Sequence[SpeedupRecord], current: SpeedupRecord) -> GateVerdict | None:
+def gate_alpha(gates: int) -> float:
+    """The rate each of ``gates`` gates in one run decides at when it runs (Bonferroni)."""
+    return STORED_FAMILY_ALPHA / max(1, gates)
+
+
+def speedup_gate(runs: Sequence[SpeedupRecord], current: SpeedupRecord, alpha: float = GATE_ALPHA) -> GateVerdict | None:
     """The current speedup against stored runs' speedups (log units); ``None`` with too few runs."""
     if len(runs) < MIN_STORED_RUNS:
         return None
@@ -101,18 +120,18 @@ def speedup_gate(runs: Sequence[SpeedupRecord], current: SpeedupRecord) -> GateV
         raise ValueError("a speedup gate judges a speedup with its interval")
     return drop_gate(
         [math.log(r.speedup) for r in runs], [r.half_width_log for r in runs],
-        math.log(current.speedup), math.log(current.ci_low), math.log(current.ci_high),
+        math.log(current.speedup), math.log(current.ci_low), math.log(current.ci_high), alpha,
     )
 
 
-def latency_gate(runs: Sequence[LatencyRecord], current: LatencyRecord) -> GateVerdict | None:
+def latency_gate(runs: Sequence[LatencyRecord], current: LatencyRecord, alpha: float = GATE_ALPHA) -> GateVerdict | None:
     """A current calibrated median latency against stored runs' (log units, turned around so that
     slower is lower); ``None`` with too few runs."""
     if len(runs) < MIN_STORED_RUNS:
         return None
     return drop_gate(
         [-math.log(r.norm_p50) for r in runs], [r.half_width_log for r in runs],
-        -math.log(current.norm_p50), -math.log(current.norm_ci_high), -math.log(current.norm_ci_low),
+        -math.log(current.norm_p50), -math.log(current.norm_ci_high), -math.log(current.norm_ci_low), alpha,
     )
 
 
@@ -135,13 +154,15 @@ def gate_message(head: str, verdict: GateVerdict, runs: Sequence[SpeedupRecord |
     stored_keys = runs[-1].variant_keys if runs else {}
     rebuilt = [name for name, key in current.variant_keys.items() if stored_keys.get(name) not in (None, key)]
     return (f"{head} vs stored {what} {center:.3f} over {verdict.stored_runs} runs (spread ±{verdict.stored_spread:.1%}); "
-            f"explained by them: {bound} {limit:.3f}; this gate's resolution {verdict.resolution:.1%}"
+            f"explained by them: {bound} {limit:.3f} (one-sided, false-alarm rate {verdict.alpha:.2%}; p = "
+            f"{verdict.p_value:.2g}); this gate's resolution {verdict.resolution:.1%}"
             + (f"; changed since the stored runs: {', '.join(changes)}" if changes else "; no version changed")
             + (f"; rebuilt since: {', '.join(rebuilt)}" if rebuilt else ""))
 
 
-def judge(runs: Sequence[SpeedupRecord | LatencyRecord], current: SpeedupRecord | LatencyRecord) -> GateVerdict | None:
-    """The gate of ``current``'s kind against ``runs``; ``None`` with too few runs."""
+def judge(runs: Sequence[SpeedupRecord | LatencyRecord], current: SpeedupRecord | LatencyRecord,
+          alpha: float = GATE_ALPHA) -> GateVerdict | None:
+    """The gate of ``current``'s kind against ``runs`` at false-alarm rate ``alpha``; ``None`` with too few runs."""
     if isinstance(current, SpeedupRecord):
-        return speedup_gate(runs, current)  # type: ignore[arg-type]
-    return latency_gate(runs, current)  # type: ignore[arg-type]
+        return speedup_gate(runs, current, alpha)  # type: ignore[arg-type]
+    return latency_gate(runs, current, alpha)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ because of what was seen.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -63,3 +64,20 @@ def not_slower(estimate: ABResult, tolerance: float = AB_TOLERANCE) -> Outcome:
     if estimate.ci_high <= limit:
         return Outcome.PASS
     return Outcome.UNDECIDED
+
+
+def holm(p_values: Sequence[float], family_alpha: float) -> list[bool]:
+    """Holm's step-down procedure: which of the hypotheses to reject, with the chance of rejecting any
+    true one at most ``family_alpha`` (no assumption on how the tests depend on each other).
+
+    The i-th smallest p-value (from 0) is compared with ``family_alpha / (m - i)``; rejection stops at
+    the first that is not below it. It rejects everything Bonferroni (``family_alpha / m`` each) does,
+    and more where several gates fail together.
+    """
+    m = len(p_values)
+    rejected = [False] * m
+    for step, index in enumerate(sorted(range(m), key=lambda i: p_values[i])):
+        if p_values[index] >= family_alpha / (m - step):
+            break
+        rejected[index] = True
+    return rejected
