@@ -13,7 +13,16 @@ import pytest
 
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.measure import ab
-from fastnas_bench.measure.ab import ABPlan, ABResult, ABWorkerError, Side, lag1_autocorrelation, python_of, run_ab
+from fastnas_bench.measure.ab import (
+    ABPlan,
+    ABResult,
+    ABWorkerError,
+    Side,
+    lag1_autocorrelation,
+    python_of,
+    resolve_reference,
+    run_ab,
+)
 from fastnas_bench.measure.stats import batch_interval, median_interval
 from fastnas_bench.verdicts.outcome import Outcome, family_confidence, not_slower
 
@@ -85,6 +94,74 @@ def test_reference_environments_are_named_when_wrong(tmp_path: Path) -> None:
     assert python_of(str(venv)) == str(venv / "bin" / "python")
     with pytest.raises(BadInputError, match="'nowhere' is neither 'self', a venv folder nor a python"):
         python_of("nowhere")
+
+
+def _git(repo: Path, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_a_git_commit_reference_runs_that_commit_s_worker(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "README.md").write_text("before the worker\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "first")
+    worker = repo / ab.WORKER_IN_REPO
+    worker.parent.mkdir(parents=True)
+    # That commit's worker announces itself and stops: what side A runs must be this, not ours.
+    worker.write_text("import sys\nsys.stderr.write('worker of the reference commit')\nsys.exit(4)\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "second")
+    _git(repo, "tag", "v1")
+
+    reference = resolve_reference("v1", repo)
+    assert reference.kind == "git" and reference.python == sys.executable
+    assert reference.commit == _git(repo, "rev-parse", "HEAD") and "reference commit" in str(reference.worker_source)
+    assert str(reference) == f"v1 (commit {reference.commit[:12]})"
+    with pytest.raises(BadInputError, match=r"'HEAD~1' \(commit [0-9a-f]{12}\) has no A/B worker"):
+        resolve_reference("HEAD~1", repo)
+    with pytest.raises(BadInputError, match="'no-such-branch' is neither 'self', a venv folder, a python executable "
+                                            "nor a git commit of"):
+        resolve_reference("no-such-branch", repo)
+    assert resolve_reference("self", repo).kind == "self"
+
+    images = np.zeros((1, 3, 32, 32), dtype=np.float32)
+    a = Side("A", reference.python, tmp_path / "model.onnx", worker_source=reference.worker_source)
+    with pytest.raises(ABWorkerError, match=r"side A .*worker exited \(code 4\) during 'load': worker of the "
+                                            "reference commit"):
+        run_ab(a, Side("B", sys.executable, a.model), "onnxruntime", images, images, threads=1,
+               plan=ABPlan(sessions=1, rounds=6, batch_rounds=2))
+
+
+def test_the_worker_exports_with_the_suite_s_export_settings() -> None:
+    from fastnas_bench.measure import ab_worker
+    from fastnas_bench.yolo import export
+
+    assert ab_worker.ONNX_EXPORT_ARGS == export.ONNX_EXPORT_ARGS
+
+
+@pytest.mark.slow
+def test_each_side_can_run_its_own_export(tmp_path: Path) -> None:
+    """Where the exporters differ, each side's worker exports the stock checkpoint itself; the outputs
+    must still match the PyTorch reference, and the result names whose export each side ran."""
+    from ultralytics import YOLO
+
+    from fastnas_bench.backends.pytorch import reference_output
+
+    checkpoint = tmp_path / "stock.pt"
+    YOLO("yolov8n.yaml").save(str(checkpoint))
+    images = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    reference = reference_output(checkpoint, images)
+    sides = [Side(label, sys.executable, tmp_path / f"{label}.onnx", export_from=checkpoint) for label in "AB"]
+    result = run_ab(*sides, "onnxruntime", images, reference, threads=1,
+                    plan=ABPlan(sessions=2, rounds=6, batch_rounds=2, warmup_calls=1))
+    assert all((tmp_path / f"{label}.onnx").stat().st_size > 0 for label in "AB")
+    assert set(result.exports) == {"A", "B"} and "own export (onnx " in result.exports["A"]
+    assert "exports: A: own export" in result.describe()
 
 
 def _fake_python(tmp_path: Path, body: str) -> str:

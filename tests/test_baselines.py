@@ -11,8 +11,8 @@ import pytest
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.verdicts.baselines import (
     MAX_STORED_RUNS,
-    BaselineStore,
     SCHEMA_VERSION,
+    BaselineStore,
     baseline_path,
     load_baselines,
     write_baselines,

@@ -9,7 +9,7 @@ from fastnas_bench.backends.base import BackendTarget
 from fastnas_bench.backends.registry import default_backends, get_backend_class, layer_timing_backends
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.host import cpu_threads, machine_class, require_cuda
-from fastnas_bench.measure.ab import WORKER_BACKENDS, python_of
+from fastnas_bench.measure.ab import WORKER_BACKENDS, Reference, resolve_reference
 from fastnas_bench.measure.measurer import MeasurePlan
 from fastnas_bench.methods.registry import get_method_class
 from fastnas_bench.variants.profiles import PROFILES, Profile
@@ -48,7 +48,7 @@ class BenchSettings:
     #: Machine class latency cuts are measured on (set when latency targets are).
     machine: str = ""
     #: Python interpreter of the A/B reference environment (``--ab-reference``), or ``None``.
-    ab_reference: str | None = None
+    ab_reference: Reference | None = None
     #: How much slower side B may be than side A before test_ab fails.
     ab_tolerance: float = AB_TOLERANCE
 
@@ -224,6 +224,6 @@ def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
         latency_targets=tuple(latency_targets),
         latency_backends=tuple(latency_backends),
         machine=machine,
-        ab_reference=python_of(opts["ab_reference"]) if opts.get("ab_reference") else None,
+        ab_reference=resolve_reference(opts["ab_reference"]) if opts.get("ab_reference") else None,
         ab_tolerance=opts["ab_tolerance"] if opts.get("ab_tolerance") is not None else AB_TOLERANCE,
     )

@@ -13,6 +13,15 @@ side runs at a time; the other blocks on its pipe (ORT spinning off; OpenMP's br
   over those rounds (:func:`fastnas_bench.measure.stats.batch_interval`), which holds for rounds that
   are autocorrelated.
 
+Side A is ``self`` (an A/A run), another Python environment (a venv or an interpreter), or a git commit
+of this checkout: then the worker script of that commit runs in this environment, so what the commit
+changes of how a model is exported and run is what is compared, on the same cached variant.
+
+Each side exports its own ONNX where the exporters differ (another environment whose torch,
+ultralytics, onnx or onnxslim versions differ from this one's, or another commit): the exporter is part
+of what is compared. A reference environment without an exporter loads this environment's export,
+and the result says so.
+
 A worker that dies, hangs or computes other outputs than the PyTorch reference is an error naming its
 side; nothing half-measured becomes a verdict.
 """
@@ -24,7 +33,6 @@ import json
 import math
 import os
 import queue
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,7 +41,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -84,6 +92,28 @@ class ABPlan:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """What side A runs: ``self``, another Python environment, or a git commit of this checkout.
+
+    Attributes:
+        text: As the user gave it (``self``, a path, a git ref).
+        kind: ``self``, ``env`` or ``git``.
+        python: The side's interpreter (this one for ``self`` and ``git``).
+        commit: The full commit id of a ``git`` reference.
+        worker_source: The worker script of a ``git`` reference, as of that commit.
+    """
+
+    text: str
+    kind: Literal["self", "env", "git"]
+    python: str
+    commit: str | None = None
+    worker_source: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.text} (commit {self.commit[:12]})" if self.commit else self.text
+
+
+@dataclass(frozen=True)
 class Side:
     """One side of the comparison.
 
@@ -92,12 +122,17 @@ class Side:
         python: The interpreter of the side's environment.
         model: The artifact the side loads (ONNX for ONNX Runtime, a stock checkpoint for PyTorch).
         slowdown: Share of each call to burn on the CPU afterwards (an injected regression; 0 for none).
+        worker_source: The side's worker script (``None``: this package's).
+        export_from: A stock checkpoint the side exports its own ONNX from before timing (``model`` is
+            then where that export is written).
     """
 
     label: str
     python: str
     model: Path
     slowdown: float = 0.0
+    worker_source: str | None = None
+    export_from: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +149,7 @@ class ABResult:
         lag1_autocorrelation: Of the per-round log ratios within sessions (what the batches must absorb).
         a_p50_ms, b_p50_ms: Median slot time per call of each side (context).
         versions: Package versions each side reported.
+        exports: Per side, whose ONNX export it ran where the sides' exporters differ (empty: one export).
     """
 
     ratio: float
@@ -127,13 +163,20 @@ class ABResult:
     a_p50_ms: float
     b_p50_ms: float
     versions: dict[str, dict[str, str]] = field(default_factory=dict)
+    exports: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         sessions = ", ".join(f"{r:.3f}" for r in self.session_ratios)
+        exports = "; ".join(f"{side}: {what}" for side, what in sorted(self.exports.items()))
         return (f"B/A {self.ratio:.3f} ({self.confidence:.1%} CI [{self.ci_low:.3f}, {self.ci_high:.3f}], "
                 f"{self.rounds} ABBA rounds in {len(self.session_ratios)} sessions: {sessions}; "
                 f"lag-1 autocorrelation {self.lag1_autocorrelation:+.2f}; "
-                f"A {self.a_p50_ms:.2f} ms, B {self.b_p50_ms:.2f} ms)")
+                f"A {self.a_p50_ms:.2f} ms, B {self.b_p50_ms:.2f} ms"
+                + (f"; exports: {exports}" if exports else "") + ")")
+
+
+#: Where the worker script sits in a commit of this project.
+WORKER_IN_REPO = "src/fastnas_bench/measure/ab_worker.py"
 
 
 def python_of(reference: str) -> str:
@@ -151,10 +194,53 @@ def python_of(reference: str) -> str:
     return str(candidate)
 
 
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
+
+
+def resolve_reference(text: str, repo: Path | None = None) -> Reference:
+    """Side A from what the user gave: ``self``, an existing venv folder or python executable, or a git
+    ref (commit, branch, tag, ``HEAD~1``) of the checkout at ``repo`` (default: the working directory).
+
+    Raises:
+        BadInputError: naming a reference that is none of these, or a commit without the A/B worker.
+    """
+    if text == "self":
+        return Reference(text, "self", sys.executable)
+    if Path(text).expanduser().exists():
+        return Reference(text, "env", python_of(text))
+    repo = repo or Path.cwd()
+    found = _git(repo, "rev-parse", "--verify", "--quiet", f"{text}^{{commit}}")
+    if found.returncode != 0:
+        raise BadInputError(f"A/B reference {text!r} is neither 'self', a venv folder, a python executable nor a "
+                            f"git commit of {repo}")
+    commit = found.stdout.strip()
+    source = _git(repo, "show", f"{commit}:{WORKER_IN_REPO}")
+    if source.returncode != 0:
+        raise BadInputError(f"A/B reference {text!r} (commit {commit[:12]}) has no A/B worker ({WORKER_IN_REPO}); "
+                            "compare with a venv of that version instead")
+    return Reference(text, "git", sys.executable, commit, source.stdout)
+
+
+def exporter_versions(python: str) -> dict[str, str]:
+    """Versions of the packages that write an ONNX export in the environment of ``python`` ("absent" where
+    not installed)."""
+    from fastnas_bench.measure.ab_worker import EXPORTER_PACKAGES
+
+    code = ("import json, sys\nfrom importlib import metadata\nfound = {}\nfor n in sys.argv[1:]:\n"
+            "    try:\n        found[n] = metadata.version(n)\n    except metadata.PackageNotFoundError:\n"
+            "        found[n] = 'absent'\nprint(json.dumps(found))")
+    done = subprocess.run([python, "-c", code, *EXPORTER_PACKAGES], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ABWorkerError(f"side A ({python}): cannot read its package versions: "
+                            f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}")
+    return dict(json.loads(done.stdout))
+
+
 class _Worker:
     """A side's worker process: one JSON command out, one JSON reply back, with a deadline."""
 
-    def __init__(self, side: Side, threads: int, timeout_s: float, script: Path) -> None:
+    def __init__(self, side: Side, threads: int, timeout_s: float, work: Path) -> None:
         self.side = side
         self.timeout_s = timeout_s
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -164,10 +250,13 @@ class _Worker:
         # is off in its session options.
         env.update(OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                    YOLO_OFFLINE="true", YOLO_AUTOINSTALL="false")
+        # The script runs from a copy in the comparison's scratch folder: run from the package, its
+        # folder would lead sys.path and shadow top-level modules named like ours (stats, timing).
+        script = work / f"ab_worker_{side.label}.py"
+        if not script.exists():
+            script.write_text(side.worker_source if side.worker_source is not None else WORKER.read_text())
         self._stderr = tempfile.TemporaryFile(mode="w+")
         try:
-            # The script runs from a copy in the comparison's scratch folder: run from the package, its
-            # folder would lead sys.path and shadow top-level modules named like ours (stats, timing).
             self.proc = subprocess.Popen([side.python, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=self._stderr, text=True, env=env)
         except OSError as e:
@@ -235,7 +324,7 @@ class _Worker:
 def _started(side: Side, backend: str, inputs: Path, threads: int, plan: ABPlan, work: Path,
              reference: np.ndarray) -> Iterator[tuple[_Worker, dict[str, str]]]:
     """A loaded, output-checked, warmed-up worker for ``side``."""
-    worker = _Worker(side, threads, plan.timeout_s, work / WORKER.name)
+    worker = _Worker(side, threads, plan.timeout_s, work)
     try:
         output = work / f"output-{side.label}.npy"
         reply = worker.request(op="load", backend=backend, model=str(side.model), inputs=str(inputs),
@@ -258,9 +347,21 @@ def lag1_autocorrelation(sessions: list[list[float]]) -> float:
     return numerator / denominator if denominator > 0 else 0.0
 
 
+def _export(side: Side, threads: int, plan: ABPlan, work: Path, imgsz: int, batch: int) -> str:
+    """The side's own ONNX export at ``side.model``, made once in a worker of its environment."""
+    assert side.export_from is not None
+    worker = _Worker(side, threads, plan.timeout_s, work)
+    try:
+        reply = worker.request(op="export", checkpoint=str(side.export_from), out=str(side.model), imgsz=imgsz,
+                               batch=batch)
+    finally:
+        worker.close()
+    return "own export (" + ", ".join(f"{k} {v}" for k, v in sorted(reply["versions"].items())) + ")"
+
+
 def run_ab(a: Side, b: Side, backend: str, images: np.ndarray, reference: np.ndarray, threads: int,
            plan: ABPlan = ABPlan(), confidence: float = CONFIDENCE,
-           progress: Callable[[str], None] | None = None) -> ABResult:
+           progress: Callable[[str], None] | None = None, exports_note: dict[str, str] | None = None) -> ABResult:
     """Time side B against side A on ``backend`` in paired rounds (see the module docstring).
 
     Args:
@@ -272,6 +373,7 @@ def run_ab(a: Side, b: Side, backend: str, images: np.ndarray, reference: np.nda
         plan: Sessions, rounds and calls, fixed before the first sample.
         confidence: Two-sided coverage of the interval (family-wise corrected by the caller).
         progress: Receives one line per session.
+        exports_note: Per side, whose export it loads where that is not its own (for the result).
 
     Raises:
         ABWorkerError: a side died, hung, failed or disagreed on outputs.
@@ -284,7 +386,10 @@ def run_ab(a: Side, b: Side, backend: str, images: np.ndarray, reference: np.nda
         work = Path(tmp)
         inputs = work / "inputs.npy"
         np.save(inputs, np.ascontiguousarray(images, dtype=np.float32))
-        shutil.copyfile(WORKER, work / WORKER.name)
+        exports = {}
+        for side in (a, b):
+            if side.export_from is not None:
+                exports[side.label] = _export(side, threads, plan, work, imgsz=images.shape[-1], batch=images.shape[0])
         for s, order in enumerate(orders):
             first, second = (a, b) if s % 2 == 0 else (b, a)
             with _started(first, backend, inputs, threads, plan, work, reference) as (w1, v1), \
@@ -310,6 +415,7 @@ def run_ab(a: Side, b: Side, backend: str, images: np.ndarray, reference: np.nda
         session_ratios=tuple(math.exp(float(np.median(s))) for s in sessions),
         lag1_autocorrelation=lag1_autocorrelation(sessions),
         a_p50_ms=float(np.median(slots["A"])) * 1e3, b_p50_ms=float(np.median(slots["B"])) * 1e3, versions=versions,
+        exports={**exports, **(exports_note or {})},
     )
 
 
@@ -317,16 +423,17 @@ def run_ab(a: Side, b: Side, backend: str, images: np.ndarray, reference: np.nda
 WORKER_BACKENDS = {"onnxruntime": "onnxruntime, numpy", "pytorch": "torch, ultralytics, numpy"}
 
 
-def compare_variant(variant: Variant, backend: str, batch: int, imgsz: int, threads: int, reference_python: str,
+def compare_variant(variant: Variant, backend: str, batch: int, imgsz: int, threads: int, reference: Reference,
                     onnx: Callable[[Variant, int, int], Path], work_dir: Path, *, plan: ABPlan = ABPlan(),
                     confidence: float = CONFIDENCE, images: np.ndarray | None = None,
                     progress: Callable[[str], None] | None = None) -> ABResult:
-    """This environment (B) against ``reference_python`` (A) on one variant, backend and batch.
+    """This environment (B) against ``reference`` (A) on one variant, backend and batch.
 
-    Both sides load the same artifact: the variant's cached ONNX export (made in this environment) for
-    ONNX Runtime, its stock Ultralytics checkpoint for PyTorch (which a reference environment without
-    this package can load). Slowdowns injected for side A or B (``FASTNAS_BENCH_INJECT_SLOWDOWN``) burn
-    CPU in that side's worker.
+    PyTorch: both sides load the variant's stock Ultralytics checkpoint (which a reference environment
+    without this package can load). ONNX Runtime: both sides load this environment's cached export,
+    unless the exporters differ (see the module docstring): then each side exports its own from that
+    checkpoint, or side A, holding no exporter, loads side B's. Slowdowns injected for side A or B
+    (``FASTNAS_BENCH_INJECT_SLOWDOWN``) burn CPU in that side's worker.
 
     Raises:
         BadInputError: for a backend no worker runs.
@@ -334,16 +441,32 @@ def compare_variant(variant: Variant, backend: str, batch: int, imgsz: int, thre
     """
     from fastnas_bench.backends._lib.agreement import check_images
     from fastnas_bench.backends.pytorch import reference_output
+    from fastnas_bench.measure.ab_worker import EXPORTER_PACKAGES, versions_of
     from fastnas_bench.yolo.stock import export_stock_checkpoint
 
     if backend not in WORKER_BACKENDS:
         raise BadInputError(f"A/B workers run {', '.join(WORKER_BACKENDS)} on the CPU, not {backend!r}")
-    if backend == "onnxruntime":
-        model = onnx(variant, imgsz, batch)
+    def stock() -> Path:
+        return export_stock_checkpoint(variant.weights, work_dir / f"{variant.name}-stock.pt")
+
+    export_from: dict[str, Path | None] = {"A": None, "B": None}
+    note: dict[str, str] = {}
+    if backend == "pytorch":
+        models = {"A": stock(), "B": stock()}
     else:
-        model = export_stock_checkpoint(variant.weights, work_dir / f"{variant.name}-stock.pt")
+        models = {"A": onnx(variant, imgsz, batch), "B": onnx(variant, imgsz, batch)}
+        ours = versions_of(EXPORTER_PACKAGES)
+        theirs = exporter_versions(reference.python) if reference.kind == "env" else ours
+        if reference.kind == "git" or theirs != ours:
+            if "absent" in (theirs.get("torch"), theirs.get("ultralytics"), theirs.get("onnx")):
+                note = {"A": "B's export (no exporter in its environment)"}
+            else:
+                for label in ("A", "B"):
+                    models[label] = work_dir / f"{variant.name}-bs{batch}-{label}.onnx"
+                    export_from[label] = stock()
     batch_images = images if images is not None else check_images(batch, imgsz)
-    reference = reference_output(variant.weights, batch_images)
-    a, b = (Side(label, python, model, injected_slowdown(backend, variant.name, side=label))
-            for label, python in (("A", reference_python), ("B", sys.executable)))
-    return run_ab(a, b, backend, batch_images, reference, threads, plan, confidence, progress)
+    output = reference_output(variant.weights, batch_images)
+    a, b = (Side(label, python, models[label], injected_slowdown(backend, variant.name, side=label),
+                 reference.worker_source if label == "A" else None, export_from[label])
+            for label, python in (("A", reference.python), ("B", sys.executable)))
+    return run_ab(a, b, backend, batch_images, output, threads, plan, confidence, progress, note)

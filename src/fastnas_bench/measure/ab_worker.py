@@ -9,6 +9,10 @@ Protocol: one JSON object per line on stdin, one JSON reply per line on stdout (
 ``{"ok": false, "error": "..."}``). Between commands the process blocks reading stdin: an idle side uses
 no CPU while the other side is timed.
 
+- ``export``: ``checkpoint`` (stock Ultralytics checkpoint), ``out`` (ONNX path), ``imgsz``, ``batch`` →
+  the side's own ONNX export, made by this environment's Ultralytics, torch and onnx with the suite's
+  export settings (:data:`ONNX_EXPORT_ARGS`, kept equal to ``fastnas_bench.yolo.export``'s by a unit test),
+  and ``versions`` of what made it;
 - ``load``: ``backend``, ``model`` (ONNX file or stock Ultralytics checkpoint), ``inputs`` (``.npy``),
   ``output`` (``.npy`` to write the first call's output to), ``threads``, ``warmup_calls``,
   ``slowdown`` (share of each call's time to burn on the CPU afterwards, 0 for none);
@@ -23,6 +27,11 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+#: Ultralytics exporter arguments of every ONNX export the suite times (with ``imgsz`` and ``batch``).
+ONNX_EXPORT_ARGS = {"format": "onnx", "dynamic": False, "simplify": True, "device": "cpu"}
+#: Packages that write an ONNX export: part of what an A/B comparison compares where they differ.
+EXPORTER_PACKAGES = ("torch", "ultralytics", "onnx", "onnxslim")
 
 
 def _ort_runner(model: str, inputs: Any, threads: int) -> Callable[[], Any]:
@@ -117,10 +126,32 @@ class Side:
         return elapsed
 
 
+def export_onnx(checkpoint: str, out: str, imgsz: int, batch: int) -> str:
+    """This environment's ONNX export of a stock checkpoint, at ``out``."""
+    import os
+    import shutil
+    import tempfile
+
+    from ultralytics import YOLO
+
+    # The exporter writes next to its input: export a copy in a scratch folder, then move the result.
+    with tempfile.TemporaryDirectory(prefix="fastnas-ab-export-") as tmp:
+        copy = os.path.join(tmp, "model.pt")
+        shutil.copyfile(checkpoint, copy)
+        written = YOLO(copy).export(imgsz=imgsz, batch=batch, verbose=False, **ONNX_EXPORT_ARGS)
+        os.replace(str(written), out)
+    return out
+
+
 def _versions(backend: str) -> dict[str, str]:
+    names = {"onnxruntime": ("onnxruntime", "numpy"), "pytorch": ("torch", "ultralytics", "numpy"),
+             "export": EXPORTER_PACKAGES}[backend]
+    return versions_of(names)
+
+
+def versions_of(names: tuple[str, ...]) -> dict[str, str]:
     from importlib import metadata
 
-    names = {"onnxruntime": ("onnxruntime", "numpy"), "pytorch": ("torch", "ultralytics", "numpy")}[backend]
     found = {}
     for name in names:
         try:
@@ -143,7 +174,10 @@ def main() -> int:
         cmd = json.loads(line)
         reply: dict[str, Any]
         try:
-            if cmd["op"] == "load":
+            if cmd["op"] == "export":
+                path = export_onnx(cmd["checkpoint"], cmd["out"], int(cmd["imgsz"]), int(cmd["batch"]))
+                reply = {"ok": True, "path": path, "versions": _versions("export")}
+            elif cmd["op"] == "load":
                 side = Side(cmd)
                 reply = {"ok": True, "versions": _versions(cmd["backend"]), "python": sys.version.split()[0]}
             elif cmd["op"] == "time":

@@ -86,7 +86,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--ab-reference", default=None,
         help="run test_ab: this environment (B) against a reference Python environment (A) in paired rounds; "
              "'self' (A/A), a venv folder or a python executable (it needs only its backend: onnxruntime+numpy, "
-             "or torch+ultralytics+numpy)")
+             "or torch+ultralytics+numpy), or a git commit/branch/tag of this checkout")
     add("--ab-tolerance", type=arg_type(parse_fraction), default=None,
         help="B may be this much slower than A before test_ab fails (default 0.03)")
 

@@ -180,7 +180,7 @@ class BenchSession:
                                         "profile": self.settings.profile.name}
         if self.ab_results:
             output_json["fastnas_bench"]["ab"] = {
-                "reference": self.settings.ab_reference, "tolerance": self.settings.ab_tolerance,
+                "reference": str(self.settings.ab_reference), "tolerance": self.settings.ab_tolerance,
                 "results": {k: {**asdict(r), "outcome": outcome} for k, (r, outcome) in self.ab_results.items()}}
 
     def check_comparable(self, compared_benchmark: dict[str, Any]) -> None:

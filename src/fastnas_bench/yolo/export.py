@@ -16,8 +16,11 @@ from fastnas_bench.versions import EXPORT, versions_of
 ONNX_FILE = "model.onnx"
 
 
-#: Bumped whenever export_onnx changes its exporter arguments; part of every export's key.
+#: Bumped whenever ONNX_EXPORT_ARGS change; part of every export's key.
 EXPORT_SETTINGS_VERSION = 1
+#: Ultralytics exporter arguments (with ``imgsz`` and ``batch``): static-shape FP32, simplified. The A/B
+#: worker exports with the same (``measure/ab_worker.py``, which imports nothing of this package).
+ONNX_EXPORT_ARGS = {"format": "onnx", "dynamic": False, "simplify": True, "device": "cpu"}
 
 
 def onnx_key(variant: Variant, imgsz: int, batch: int) -> str:
@@ -43,9 +46,7 @@ def export_onnx(variant: Variant, cache: ArtifactCache, imgsz: int, batch: int, 
     def builder(tmp: Path) -> dict[str, Any]:
         progress.report(f"{variant.spec.name}: ONNX export at {imgsz} px, batch {batch}")
         shutil.copyfile(variant.weights, tmp / MODEL_FILE)
-        out = YOLO(str(tmp / MODEL_FILE)).export(
-            format="onnx", imgsz=imgsz, batch=batch, dynamic=False, simplify=True, device="cpu", verbose=False
-        )
+        out = YOLO(str(tmp / MODEL_FILE)).export(imgsz=imgsz, batch=batch, verbose=False, **ONNX_EXPORT_ARGS)
         os.replace(out, tmp / ONNX_FILE)
         (tmp / MODEL_FILE).unlink()
         return {"variant_key": variant.meta["key"], "model_sha256": variant.meta["files"][MODEL_FILE],
