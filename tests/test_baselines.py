@@ -127,7 +127,7 @@ def test_gate_records_every_run_with_its_outcome_and_fails_with_figures(
     monkeypatch.setenv("FAIL_OTHER", "1")
     failed = pytester.runpytest_subprocess(*common, "--update-baselines")
     failed.assert_outcomes(failed=1, passed=2)
-    failed.stdout.fnmatch_lines(["*this run was recorded in 1 entries of*with its gates' outcomes*"])
+    failed.stdout.fnmatch_lines(["*this run was recorded in 1 entries of*with its outcomes*"])
     runs = json.loads(stored.read_text())["tests"]["test_speedup[fake-fastnas66-bs1]"]["runs"]
     assert len(runs) == 6 and runs[-1]["gate"] == "pass"
     before = stored.read_bytes()
@@ -290,3 +290,30 @@ def test_schema_2_files_are_read_as_runs_before_any_shift(tmp_path: Path) -> Non
     assert len(store.history("t[a-b-bs1]")) == 5
     store.accept("*", "new runner image")
     assert store.history("t[a-b-bs1]") == []
+
+
+def test_ab_verdicts_are_recorded_with_their_outcome(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+        pytest_plugins = ["fastnas_bench.pytest_plugin.hooks"]
+
+        @pytest.fixture(scope="session")
+        def bench_session(pytestconfig):
+            from fastnas_bench.pytest_plugin.hooks import session_of
+            return session_of(pytestconfig)
+        """
+    )
+    pytester.makepyfile(test_ab_fake="""
+        from fastnas_bench.measure.ab import ABResult
+
+        def test_ab(bench_session):
+            result = ABResult(1.08, 1.05, 1.11, 0.95, 80, 8, (1.07, 1.09), 0.1, 30.0, 32.4)
+            bench_session.ab_results["test_ab[onnxruntime-fastnas66-bs1]"] = (result, "fail")
+        """)
+    root = pytester.path / "baselines"
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "--baselines-dir", str(root), "--backends", "pytorch",
+                                  "--update-baselines").assert_outcomes(passed=1)
+    (stored,) = root.glob("*/cpu.json")
+    (run,) = json.loads(stored.read_text())["tests"]["test_ab[onnxruntime-fastnas66-bs1]"]["runs"]
+    assert run["ratio"] == 1.08 and run["outcome"] == run["gate"] == "fail" and run["recorded_at"]

@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("backends._lib", "backends.base"),
     ("backends",),
     ("measure.timing", "measure.stats"),
-    ("measure.inject", "measure.ab_worker", "measure.ab", "measure.measurer", "measure.probe"),
+    ("measure.inject", "measure.ab_worker", "measure.ab", "measure.measurer", "measure.probe", "measure.ab_env"),
     ("methods.base", "methods._lib"),
     ("methods",),
     ("variants.build",),

@@ -63,13 +63,13 @@ def _ab(args: argparse.Namespace) -> int:
 
     from fastnas_bench.backends._lib.agreement import check_images
     from fastnas_bench.host import cpu_threads
-    from fastnas_bench.measure.ab import WORKER_BACKENDS, compare_variant, python_of
+    from fastnas_bench.measure.ab import WORKER_BACKENDS, compare_variant, resolve_reference
     from fastnas_bench.variants.build import build_variant, resolve_data
     from fastnas_bench.variants.cache import ensure_cache_root
     from fastnas_bench.verdicts.outcome import Outcome, family_confidence, not_slower
     from fastnas_bench.yolo.export import export_onnx
 
-    reference = python_of(args.reference)
+    reference = resolve_reference(args.reference)
     unsupported = [b for b in args.backends if b not in WORKER_BACKENDS]
     if unsupported:
         raise BadInputError(f"A/B workers run {', '.join(WORKER_BACKENDS)} on the CPU, not {', '.join(unsupported)}")
@@ -88,7 +88,7 @@ def _ab(args: argparse.Namespace) -> int:
     images = check_images(args.batch, imgsz, val_list=val_list)
     confidence = family_confidence(len(args.backends) * len(args.variants))
     failed = False
-    print(f"A = {reference}, B = {sys.executable}; B may be ≤ {args.tolerance:.0%} slower")
+    print(f"A = {reference} ({reference.python}), B = {sys.executable}; B may be ≤ {args.tolerance:.0%} slower")
     with tempfile.TemporaryDirectory(prefix="fastnas-ab-") as work:
         for name in args.variants:
             variant = build_variant(settings.variants[name], cache, "cpu")
@@ -102,6 +102,43 @@ def _ab(args: argparse.Namespace) -> int:
                                      for side, found in sorted(result.versions.items()))
                 print(f"{backend:<12} {name:<12} bs{args.batch}  {result.describe()}  {outcome.value.upper()}  [{versions}]")
     return 1 if failed else 0
+
+
+def _ab_env(args: argparse.Namespace) -> int:
+    """Make a reference environment for `ab --reference` (and `--ab-reference`); print its python."""
+    from fastnas_bench.measure.ab_env import make_reference_env
+
+    python = make_reference_env(Path(args.path), args.specs, args.backends,
+                                requirements_file=Path(args.requirements) if args.requirements else None,
+                                pip_args=args.pip_args or ())
+    print(python)
+    return 0
+
+
+def _baselines(args: argparse.Namespace) -> int:
+    """Show the stored runs of this machine class, or accept an intended shift."""
+    from fastnas_bench.host import machine_class
+    from fastnas_bench.verdicts.baselines import BaselineStore
+
+    profile = PROFILES[args.profile]
+    store = BaselineStore(Path(args.baselines_dir), args.machine_class or machine_class(profile.device), args.profile)
+    if args.action == "accept":
+        count = store.accept(args.tests, args.reason or "")
+        print(f"accepted a shift of {count} stored test id(s) matching {args.tests!r} in {store.path}: their gates "
+              "judge only runs recorded from now on (≥ 5 needed before they gate again)")
+        return 0
+    if not store.stored:
+        print(f"no stored runs in {store.path}")
+        return 0
+    print(f"{store.path} (machine class {store.machine_class})")
+    for test_id, entry in sorted(store.stored.items()):
+        runs = entry.get("runs", [])
+        outcomes = ", ".join(f"{o} {sum(r.get('gate', 'ungated') == o for r in runs)}"
+                             for o in sorted({r.get("gate", "ungated") for r in runs}))
+        shift = store.accepted_shift(test_id)
+        print(f"{test_id}: {len(runs)} run(s) ({outcomes}); {len(store.history(test_id))} read by its gate"
+              + (f"; shift accepted at {shift['at']}: {shift['reason']}" if shift else ""))
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -144,9 +181,10 @@ def make_parser() -> argparse.ArgumentParser:
 
     ab = sub.add_parser("ab", help="paired A/B latency: this environment (B) against a reference one (A)")
     ab.add_argument("--reference", required=True,
-                    help="'self' (A/A), a venv folder or a python executable; it needs only its backend "
-                         "(onnxruntime+numpy, or torch+ultralytics+numpy). Make one: python3 -m venv ref && "
-                         "ref/bin/pip install onnxruntime==1.31.1 numpy")
+                    help="'self' (A/A), a venv folder or a python executable (it needs only its backend: "
+                         "onnxruntime+numpy, or torch+ultralytics+numpy), or a git commit/branch/tag of this checkout "
+                         "(its worker and export settings, in this environment). Make an environment: "
+                         "fastnas-bench ab-env ref onnxruntime==1.31.1")
     ab.add_argument("--profile", type=arg_type(parse_profile), default="cpu", help="a CPU profile")
     ab.add_argument("--backends", type=arg_type(parse_backends), default=("onnxruntime", "pytorch"),
                     help="onnxruntime and/or pytorch (comma-separated)")
@@ -157,6 +195,34 @@ def make_parser() -> argparse.ArgumentParser:
                     help="B may be this much slower than A before the verdict fails")
     ab.add_argument("--cache-dir", default=None, help="cache root (default: $FASTNAS_BENCH_CACHE or user cache)")
     ab.set_defaults(func=_ab)
+
+    ab_env = sub.add_parser("ab-env", help="make a reference environment for `ab --reference` from version specs; "
+                                           "built aside and renamed into place, so a failed install leaves nothing")
+    ab_env.add_argument("path", metavar="PATH",
+                        help="the environment's folder (absent or empty: an environment is never overwritten)")
+    ab_env.add_argument("specs", nargs="*", metavar="SPEC",
+                        help="pip requirement specs, e.g. onnxruntime==1.31.1; each replaces its project's default")
+    ab_env.add_argument("--backends", type=lambda s: tuple(b.strip() for b in s.split(",") if b.strip()),
+                        default=("onnxruntime",),
+                        help="A/B worker backends it must run, onnxruntime and/or pytorch (comma-separated); "
+                             "installs onnxruntime+numpy, torch+ultralytics+numpy")
+    ab_env.add_argument("--requirements", default=None, metavar="FILE",
+                        help="a lock file (pip freeze output) to install with -r")
+    ab_env.add_argument("--pip-arg", dest="pip_args", action="append", default=None, metavar="ARG",
+                        help="an extra `pip install` argument, repeatable; options with '=', e.g. "
+                             "--pip-arg=--index-url=URL")
+    ab_env.set_defaults(func=_ab_env)
+
+    baselines = sub.add_parser("baselines", help="the stored runs the regression gates read: show them, or accept "
+                                                 "an intended shift (the gates' window starts again)")
+    baselines.add_argument("action", choices=("show", "accept"))
+    baselines.add_argument("--profile", type=arg_type(parse_profile), default="cpu", help=f"one of {', '.join(PROFILES)}")
+    baselines.add_argument("--baselines-dir", default="baselines", help="stored baselines root (default: ./baselines)")
+    baselines.add_argument("--machine-class", default=None, help="default: this machine's")
+    baselines.add_argument("--tests", default="*", help="accept: a shell pattern of stored test ids (default: all), "
+                                                        "e.g. 'test_latency[[]onnxruntime-*'")
+    baselines.add_argument("--reason", default=None, help="accept: why the shift is intended (kept in the file)")
+    baselines.set_defaults(func=_baselines)
 
     report = sub.add_parser("report", help="Markdown + JSON + PNG report from saved pytest-benchmark runs")
     report.add_argument("runs", nargs="+", help="saved run JSON files (from --benchmark-autosave/--benchmark-json)")
@@ -175,11 +241,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     from fastnas_bench.measure.ab import ABWorkerError
+    from fastnas_bench.measure.ab_env import EnvBuildError
 
     try:
         return int(args.func(args))
-    except (BadInputError, ABWorkerError) as e:
-        # Exit 2, not 1: a bad option or a broken A/B worker is no verdict (1 is a failed one).
+    except (BadInputError, ABWorkerError, EnvBuildError) as e:
+        # Exit 2, not 1: a bad option, a broken A/B worker or a failed install is no verdict (1 is a failed one).
         print(f"fastnas-bench: error: {e}", file=sys.stderr)
         return 2
 

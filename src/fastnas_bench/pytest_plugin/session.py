@@ -142,23 +142,26 @@ class BenchSession:
         progress.set_sink(to_terminal)
 
     def finish(self, exitstatus: int) -> None:
-        """Record this run in the stored baselines where asked, each figure with its gate's outcome.
+        """Record this run in the stored baselines where asked: each figure with its gate's outcome, and
+        the A/B verdicts with theirs.
 
         A run that ran to its end is recorded whether it passed or failed (the history says which; the
         gates do not read what their gate failed); an interrupted or crashed one is not.
         """
-        if not self.update or not self.produced:
+        if not self.update or not (self.produced or self.ab_results):
             return
         if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
             self.update_note = f"this run was NOT recorded in the baselines: it did not run to its end (exit {exitstatus})"
             return
         outcomes = {g.stored_id: g.outcome for g in self.gates.values()}
-        self.store.append(self.produced, outcomes)
+        verdicts = {k: {**asdict(r), "outcome": outcome, "reference": str(self.settings.ab_reference)}
+                    for k, (r, outcome) in self.ab_results.items()}
+        self.store.append(self.produced, outcomes, verdicts)
         failed = sorted(k for k, o in outcomes.items() if o == "fail")
-        self.update_note = (f"this run was recorded in {len(self.produced)} entries of {self.store.path} with its gates' "
-                            "outcomes" + (f"; the failed gates' figures ({', '.join(failed)}) are kept but later runs "
-                                          "are not judged against them (accept an intended shift with "
-                                          "`fastnas-bench baselines accept`)" if failed else ""))
+        self.update_note = (f"this run was recorded in {len(self.produced) + len(verdicts)} entries of {self.store.path} "
+                            "with its outcomes" + (f"; the failed gates' figures ({', '.join(failed)}) are kept but "
+                                                   "later runs are not judged against them (accept an intended shift "
+                                                   "with `fastnas-bench baselines accept`)" if failed else ""))
 
     def header(self) -> list[str]:
         s = self.settings

@@ -134,13 +134,16 @@ class BaselineStore:
         record = STORED_RECORDS[key.test]
         return [record.from_json(run) for run in self.history(key.format())]
 
-    def append(self, produced: dict[str, SpeedupRecord | LatencyRecord], gates: dict[str, str]) -> None:
+    def append(self, produced: dict[str, SpeedupRecord | LatencyRecord], gates: dict[str, str],
+               verdicts: dict[str, dict[str, Any]] | None = None) -> None:
         """Append one run's records with their gates' outcomes (``gates`` by test id; ``ungated`` where
-        none judged), atomically; the last ``MAX_STORED_RUNS`` kept per id."""
+        none judged), and ``verdicts`` kept as they are (A/B results, with their ``outcome``),
+        atomically; the last ``MAX_STORED_RUNS`` kept per id."""
         at = utc_now()
-        write_baselines(self.path, self.machine_class, self.profile,
-                        {k: {**r.to_json(), "gate": gates.get(k, "ungated"), "recorded_at": at}
-                         for k, r in produced.items()})
+        entries = {k: {**r.to_json(), "gate": gates.get(k, "ungated"), "recorded_at": at} for k, r in produced.items()}
+        entries.update({k: {**v, "gate": v.get("outcome", "ungated"), "recorded_at": at}
+                        for k, v in (verdicts or {}).items()})
+        write_baselines(self.path, self.machine_class, self.profile, entries)
         self._doc = None
 
     def accept(self, tests: str, reason: str) -> int:
