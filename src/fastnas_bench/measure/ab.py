@@ -91,6 +91,12 @@ class ABPlan:
         return [[int(v) for v in rng.integers(0, 2, self.rounds)] for _ in range(self.sessions)]
 
 
+#: The plan of each backend. PyTorch worker processes differ from each other by several percent (the
+#: B/A of 12 one-process-pair sessions of an A/A here: sd 6%, 0.93-1.13), far more than rounds within a
+#: process do, so PyTorch spends its time on restarts: 16 sessions of 5 rounds (~95 s for yolov8n).
+AB_PLANS = {"onnxruntime": ABPlan(), "pytorch": ABPlan(sessions=16, rounds=5, batch_rounds=5)}
+
+
 @dataclass(frozen=True)
 class Reference:
     """What side A runs: ``self``, another Python environment, or a git commit of this checkout.
@@ -424,7 +430,7 @@ WORKER_BACKENDS = {"onnxruntime": "onnxruntime, numpy", "pytorch": "torch, ultra
 
 
 def compare_variant(variant: Variant, backend: str, batch: int, imgsz: int, threads: int, reference: Reference,
-                    onnx: Callable[[Variant, int, int], Path], work_dir: Path, *, plan: ABPlan = ABPlan(),
+                    onnx: Callable[[Variant, int, int], Path], work_dir: Path, *, plan: ABPlan | None = None,
                     confidence: float = CONFIDENCE, images: np.ndarray | None = None,
                     progress: Callable[[str], None] | None = None) -> ABResult:
     """This environment (B) against ``reference`` (A) on one variant, backend and batch.
@@ -433,7 +439,8 @@ def compare_variant(variant: Variant, backend: str, batch: int, imgsz: int, thre
     without this package can load). ONNX Runtime: both sides load this environment's cached export,
     unless the exporters differ (see the module docstring): then each side exports its own from that
     checkpoint, or side A, holding no exporter, loads side B's. Slowdowns injected for side A or B
-    (``FASTNAS_BENCH_INJECT_SLOWDOWN``) burn CPU in that side's worker.
+    (``FASTNAS_BENCH_INJECT_SLOWDOWN``) burn CPU in that side's worker. ``plan`` defaults to the
+    backend's (:data:`AB_PLANS`).
 
     Raises:
         BadInputError: for a backend no worker runs.
@@ -469,4 +476,4 @@ def compare_variant(variant: Variant, backend: str, batch: int, imgsz: int, thre
     a, b = (Side(label, python, models[label], injected_slowdown(backend, variant.name, side=label),
                  reference.worker_source if label == "A" else None, export_from[label])
             for label, python in (("A", reference.python), ("B", sys.executable)))
-    return run_ab(a, b, backend, batch_images, output, threads, plan, confidence, progress, note)
+    return run_ab(a, b, backend, batch_images, output, threads, plan or AB_PLANS[backend], confidence, progress, note)
