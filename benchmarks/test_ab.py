@@ -23,7 +23,7 @@ from fastnas_bench.verdicts.records import TestKey
 def test_ab(ab_compare, bench_settings: BenchSettings, bench_session: BenchSession, request, target: BackendTarget,
             variant_name: str, batch_size: int, timing_disabled: str | None) -> None:
     if bench_settings.ab_reference is None:
-        pytest.skip("no A/B reference: give --ab-reference self|VENV|PYTHON to compare this environment with it")
+        pytest.skip("no A/B reference: give --ab-reference self|VENV|PYTHON|GIT-REF to compare this environment with it")
     if timing_disabled:
         pytest.skip(timing_disabled)
     if bench_settings.device != "cpu" or target.backend not in WORKER_BACKENDS or target.precision != "fp32":

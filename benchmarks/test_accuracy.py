@@ -7,18 +7,21 @@ from dataclasses import replace
 import pytest
 
 from fastnas_bench.config.settings import BenchSettings
+from fastnas_bench.pytest_plugin.outcomes import report_outcome
 from fastnas_bench.variants.variant import Variant
+from fastnas_bench.verdicts.accuracy import drop_within
 from fastnas_bench.verdicts.checks import (
-    check_agreement,
-    check_drop,
     check_flops_ratio,
     check_matched_flops,
     check_relative_drop,
 )
 
-# Ultralytics validates PyTorch with rectangular batches and static ONNX with square letterboxing;
-# the same weights then differ by up to about a point of mAP.
-BACKEND_MAP_TOLERANCE = 0.02
+# fp32 ONNX Runtime against PyTorch on identical (square-letterboxed) inputs, measured on this CPU for
+# baseline and fastnas66 of the cpu profile: mAP50-95 equal to the last digit, the same confident
+# detections on 32 of 32 images, confidences within 1.2e-6. A detection whose confidence sits within
+# that of the 0.25 cut may flip: one image in 50 is allowed (at least one), and 0.001 mAP.
+ONNX_MAP_TOLERANCE = 0.001
+ONNX_DIFFERING_IMAGES_SHARE = 0.02
 # Rivals are compared with FastNAS at equal FLOPs: their ratio must be within this of FastNAS's.
 MATCHED_FLOPS_TOLERANCE = 0.02
 
@@ -56,16 +59,31 @@ def _judgeable(baseline: Variant, settings: BenchSettings) -> None:
                     "too weak to judge an accuracy drop (train the source longer or start from weights)")
 
 
-def test_map_drop(baseline_variant: Variant, variant, fastnas_name: str, bench_settings: BenchSettings) -> None:
-    _judgeable(baseline_variant, bench_settings)
-    _fail_if(check_drop("mAP50-95", baseline_variant.map50_95, variant(fastnas_name).map50_95,
-                        bench_settings.profile.max_map_drop))
+def _judge_drop(request, paired_accuracy, name: str, metric: str, bound: float) -> None:
+    drop = paired_accuracy(name)[metric]
+    report_outcome(request, drop_within(drop, bound), f"{name}: {drop.describe()} vs allowed ≤ {bound:.4f}")
 
 
-def test_recall_drop(baseline_variant: Variant, variant, fastnas_name: str, bench_settings: BenchSettings) -> None:
+def test_map_drop(request, baseline_variant: Variant, paired_accuracy, fastnas_name: str,
+                  bench_settings: BenchSettings) -> None:
+    """The mAP50-95 the pruned variant lost, on the same val images as the baseline, with its interval."""
     _judgeable(baseline_variant, bench_settings)
-    _fail_if(check_drop("recall", baseline_variant.recall, variant(fastnas_name).recall,
-                        bench_settings.profile.max_recall_drop))
+    _judge_drop(request, paired_accuracy, fastnas_name, "map50_95", bench_settings.profile.max_map_drop)
+
+
+def test_recall_drop(request, baseline_variant: Variant, paired_accuracy, fastnas_name: str,
+                     bench_settings: BenchSettings) -> None:
+    """Recall lost at one fixed confidence for both models (not each at its own best-F1 point)."""
+    _judgeable(baseline_variant, bench_settings)
+    _judge_drop(request, paired_accuracy, fastnas_name, "recall_at_conf", bench_settings.profile.max_recall_drop)
+
+
+def test_per_image_stats_reproduce_ultralytics_map(baseline_variant: Variant, paired_accuracy, fastnas_name: str,
+                                                   variant) -> None:
+    """The bootstrap resamples what Ultralytics matched: on all images it must give Ultralytics' own mAP."""
+    drop = paired_accuracy(fastnas_name)["map50_95"]
+    assert drop.baseline == pytest.approx(baseline_variant.map50_95, abs=1e-6)
+    assert drop.variant == pytest.approx(variant(fastnas_name).map50_95, abs=1e-6)
 
 
 def test_ap_small_drop(baseline_variant: Variant, variant, fastnas_name: str, bench_settings: BenchSettings) -> None:
@@ -90,16 +108,21 @@ def test_fastnas_keeps_more_accuracy(variant, rival_name: str, bench_settings: B
 
 
 def test_onnx_map_agrees(pruned_variant: Variant, onnx_export, artifact_cache, tmp_path) -> None:
-    """The pruned model validated through ONNX Runtime scores what PyTorch scored."""
-    from ultralytics import YOLO
-
+    """The pruned model's ONNX export, validated on the same letterboxed inputs as its checkpoint, finds
+    the same detections image by image and scores the same mAP (within what fp32 ONNX Runtime and
+    PyTorch differ by)."""
     from fastnas_bench.variants.build import resolve_data
+    from fastnas_bench.verdicts.accuracy import detection_agreement
+    from fastnas_bench.yolo.per_image import cached_per_image_stats, per_image_stats
 
     spec = pruned_variant.spec
-    onnx = onnx_export(pruned_variant, spec.imgsz, 1)
     data = resolve_data(spec.data, artifact_cache, spec.seed).report_yaml
-    metrics = YOLO(str(onnx), task="detect").val(
-        data=str(data), imgsz=spec.imgsz, batch=1, device="cpu", plots=False, verbose=False,
-        project=str(tmp_path), name="val",
-    )
-    _fail_if(check_agreement("mAP50-95", pruned_variant.map50_95, float(metrics.box.map), BACKEND_MAP_TOLERANCE, "onnxruntime"))
+    # Both on the CPU: on a GPU, PyTorch's TF32 convolutions would be compared, not fp32.
+    reference = cached_per_image_stats(pruned_variant, artifact_cache, data, "cpu")
+    onnx = per_image_stats(onnx_export(pruned_variant, spec.imgsz, 1), data, spec.imgsz, "cpu", tmp_path / "val", batch=1)
+    agreement = detection_agreement(reference, onnx)
+    allowed_images = max(1, int(ONNX_DIFFERING_IMAGES_SHARE * agreement.images))
+    _fail_if(None if agreement.map50_95_diff <= ONNX_MAP_TOLERANCE and agreement.differing_images <= allowed_images else
+             f"onnxruntime: mAP50-95 differs from PyTorch's by {agreement.map50_95_diff:.5f} (allowed "
+             f"{ONNX_MAP_TOLERANCE}); confident detections differ on {agreement.differing_images} of "
+             f"{agreement.images} images (allowed {allowed_images})")

@@ -137,6 +137,8 @@ def test_a_git_commit_reference_runs_that_commit_s_worker(tmp_path: Path) -> Non
     assert reference.kind == "git" and reference.python == sys.executable
     assert reference.commit == _git(repo, "rev-parse", "HEAD") and "reference commit" in str(reference.worker_source)
     assert str(reference) == f"v1 (commit {reference.commit[:12]})"
+    assert not reference.exports  # its worker declares no protocol: B's export is loaded on both sides
+    assert resolve_reference("self", repo).exports
     with pytest.raises(BadInputError, match=r"'HEAD~1' \(commit [0-9a-f]{12}\) has no A/B worker"):
         resolve_reference("HEAD~1", repo)
     with pytest.raises(BadInputError, match="'no-such-branch' is neither 'self', a venv folder, a python executable "
@@ -157,6 +159,8 @@ def test_the_worker_exports_with_the_suite_s_export_settings() -> None:
     from fastnas_bench.yolo import export
 
     assert ab_worker.ONNX_EXPORT_ARGS == export.ONNX_EXPORT_ARGS
+    # A commit with today's worker is asked for its own export.
+    assert ab.Reference("HEAD", "git", sys.executable, "0" * 40, ab.WORKER.read_text()).exports
 
 
 @pytest.mark.slow

@@ -33,7 +33,7 @@ def test_write_appends_runs_atomically_and_checks_the_schema(tmp_path: Path) -> 
         write_baselines(path, "cpuX-2cores-ort1", "cpu", {"a": {"speedup": float(i)}})
     runs = load_baselines(path)["a"]["runs"]
     assert len(runs) == MAX_STORED_RUNS and runs[-1]["speedup"] == MAX_STORED_RUNS + 2  # the newest kept
-    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
     assert load_baselines(tmp_path / "absent.json") == {}
     path.write_text(json.dumps({"schema": SCHEMA_VERSION + 1, "tests": {}}))
     with pytest.raises(BadInputError, match="schema"):
@@ -86,6 +86,10 @@ def _suite_with_scripted_speedups(pytester: pytest.Pytester) -> None:
 
         KEY = TestKey("test_speedup", "fake", "fastnas66", 1)
 
+        def test_regression_family(bench_session):  # first in the file: the plugin must run it last
+            from fastnas_bench.pytest_plugin.outcomes import judge_gate_family
+            judge_gate_family(bench_session)
+
         def test_speedup_regression(bench_session, request):
             rng = np.random.default_rng(int(os.environ.get("SEED", "0")))
             pruned_ms = float(os.environ.get("PRUNED_MS", "24"))
@@ -103,9 +107,6 @@ def _suite_with_scripted_speedups(pytester: pytest.Pytester) -> None:
                 raise KeyboardInterrupt
             assert os.environ.get("FAIL_OTHER") != "1"
 
-        def test_regression_family(bench_session):
-            from fastnas_bench.pytest_plugin.outcomes import judge_gate_family
-            judge_gate_family(bench_session)
         """
     )
 
@@ -317,3 +318,29 @@ def test_ab_verdicts_are_recorded_with_their_outcome(pytester: pytest.Pytester) 
     (stored,) = root.glob("*/cpu.json")
     (run,) = json.loads(stored.read_text())["tests"]["test_ab[onnxruntime-fastnas66-bs1]"]["runs"]
     assert run["ratio"] == 1.08 and run["outcome"] == run["gate"] == "fail" and run["recorded_at"]
+
+
+def test_failed_runs_never_push_out_the_history_they_are_judged_against(tmp_path: Path) -> None:
+    store = BaselineStore(tmp_path, "cpuX-2cores-avx2", "cpu")
+    key = "test_speedup[onnxruntime-fastnas66-bs1]"
+    for _ in range(6):
+        store.append({key: SpeedupRecord(1.3, ci_low=1.29, ci_high=1.31)}, {key: "pass"})
+    for _ in range(MAX_STORED_RUNS + 5):  # a regression that persists for weeks
+        store.append({key: SpeedupRecord(1.1, ci_low=1.09, ci_high=1.11)}, {key: "fail"})
+    runs = store.stored[key]["runs"]
+    assert [r["gate"] for r in runs].count("fail") == MAX_STORED_RUNS
+    assert len(store.history(key)) == 6 and all(r["speedup"] == 1.3 for r in store.history(key))
+
+
+def test_holm_rejections_beyond_the_gates_own_failures_are_named() -> None:
+    from fastnas_bench.pytest_plugin.outcomes import holm_rejections
+    from fastnas_bench.pytest_plugin.session import GateResult
+
+    def gate(p: float, outcome: str) -> GateResult:
+        return GateResult("test_speedup[x-v-bs1]", "x", "speedup", 0.05, outcome, p)
+
+    # Six gates at 2%/6 each when run; Holm then steps to 2%/5, 2%/4, ...
+    gates = {"a": gate(0.001, "fail"), "b": gate(0.0038, "undecided"), "c": gate(0.0055, "pass"),
+             "d": gate(0.3, "pass"), "e": gate(0.5, "pass"), "f": gate(0.9, "pass")}
+    assert holm_rejections(gates) == ["b"]  # 0.0038 < 0.02/5; c: 0.0055 ≥ 0.02/4 stops
+    assert holm_rejections({"a": gate(0.5, "pass")}) == []

@@ -18,7 +18,7 @@ from fastnas_bench.measure.stats import efficiency
 from fastnas_bench.measure.timing import summarize_seconds
 from fastnas_bench.variants.spec import VariantSpec
 from fastnas_bench.variants.variant import Variant
-from fastnas_bench.verdicts.checks import check_agreement, check_drop, check_flops_ratio, check_relative_drop
+from fastnas_bench.verdicts.checks import check_flops_ratio, check_relative_drop
 
 # Scripted per-call latency in seconds, by variant weights path.
 LATENCY_S = {"baseline": 0.004, "fastnas66": 0.002}
@@ -149,15 +149,10 @@ def test_threshold_checks_show_measured_and_bound() -> None:
     assert check_flops_ratio(8.0, 5.2, 0.66) is None
     msg = check_flops_ratio(8.0, 6.0, 0.66)
     assert msg and "0.7500 > target 0.6600" in msg
-    assert check_drop("mAP50-95", 0.8, 0.75, 0.06) is None
-    msg = check_drop("recall", 0.9, 0.7, 0.05)
-    assert msg and "recall drop 0.2000 > allowed 0.0500" in msg
     assert check_relative_drop("AP_small", 0.110, 0.080, 0.30) is None
     msg = check_relative_drop("AP_small", 0.110, 0.060, 0.30)
     assert msg and "AP_small fell 45.5% > allowed 30%" in msg
     assert check_relative_drop("AP_small", 0.0, 0.0, 0.30) is None
-    assert check_agreement("mAP50-95", 0.5, 0.51, 0.02, "ort") is None
-    assert "differs" in (check_agreement("mAP50-95", 0.5, 0.6, 0.02, "ort") or "")
     # The reference: -34% FLOPs bought -19.6% latency.
     assert efficiency(8.66 / 10.77, 52.0 / 79.3) == pytest.approx(0.57, abs=0.01)
 

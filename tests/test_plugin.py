@@ -58,7 +58,7 @@ def test_plugin_load_is_light_and_sets_ultralytics_env_first(pytester: pytest.Py
         (["--imgsz", "100"], "*imgsz '100' must be a positive multiple of 32*"),
         (["--fastnas-profile", "paper"], "*profile 'paper' runs on CUDA; add --gpu*"),
         (["--backends", "tensorrt"], "*--backends tensorrt needs --gpu*"),
-        (["--ab-reference", "nowhere"], "*A/B reference 'nowhere' is neither 'self', a venv folder nor a python*"),
+        (["--ab-reference", "nowhere"], "*A/B reference 'nowhere' is neither 'self', a venv folder, a python executable nor a git commit*"),
         (["--max-map-drop", "2"], "*'2' must lie in [[]0, 1]*"),
     ],
 )

@@ -123,6 +123,8 @@ def _baselines(args: argparse.Namespace) -> int:
     profile = PROFILES[args.profile]
     store = BaselineStore(Path(args.baselines_dir), args.machine_class or machine_class(profile.device), args.profile)
     if args.action == "accept":
+        if not args.tests:
+            raise BadInputError("baselines accept needs --tests PATTERN (a shell pattern of stored test ids, '*' for all)")
         count = store.accept(args.tests, args.reason or "")
         print(f"accepted a shift of {count} stored test id(s) matching {args.tests!r} in {store.path}: their gates "
               "judge only runs recorded from now on (≥ 5 needed before they gate again)")
@@ -219,8 +221,8 @@ def make_parser() -> argparse.ArgumentParser:
     baselines.add_argument("--profile", type=arg_type(parse_profile), default="cpu", help=f"one of {', '.join(PROFILES)}")
     baselines.add_argument("--baselines-dir", default="baselines", help="stored baselines root (default: ./baselines)")
     baselines.add_argument("--machine-class", default=None, help="default: this machine's")
-    baselines.add_argument("--tests", default="*", help="accept: a shell pattern of stored test ids (default: all), "
-                                                        "e.g. 'test_latency[[]onnxruntime-*'")
+    baselines.add_argument("--tests", default=None, help="accept (required): a shell pattern of stored test ids, e.g. "
+                                                         "'test_latency[[]onnxruntime-*', or '*' for all")
     baselines.add_argument("--reason", default=None, help="accept: why the shift is intended (kept in the file)")
     baselines.set_defaults(func=_baselines)
 

@@ -38,6 +38,12 @@ RELIED_ON = (
     ("ultralytics.utils.metrics", "DetMetrics.keys"),
     ("ultralytics.engine.exporter", "Exporter"),
     ("ultralytics.utils.nms", "non_max_suppression"),
+    # Per-image statistics for the paired bootstrap (yolo/per_image.py): the validator's reduction
+    # step, its per-image stats lists (DetMetrics.stats, keys tp/conf/pred_cls/target_cls, cleared
+    # after get_stats), the val loader's dataset.im_files order, and the AP routine resampled.
+    ("ultralytics.models.yolo.detect", "DetectionValidator.get_stats"),
+    ("ultralytics.utils.metrics", "DetMetrics.update_stats"),
+    ("ultralytics.utils.metrics", "ap_per_class"),
 )
 
 #: The validator's stats key of box mAP50-95 (one of ``DetMetrics.keys``).

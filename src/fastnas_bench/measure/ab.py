@@ -33,6 +33,7 @@ import json
 import math
 import os
 import queue
+import re
 import subprocess
 import sys
 import tempfile
@@ -114,6 +115,14 @@ class Reference:
     python: str
     commit: str | None = None
     worker_source: str | None = None
+
+    @property
+    def exports(self) -> bool:
+        """Whether side A's worker can make its own export (workers before protocol 2 cannot)."""
+        if self.worker_source is None:
+            return True
+        found = re.search(r"^PROTOCOL_VERSION = (\d+)", self.worker_source, re.MULTILINE)
+        return found is not None and int(found.group(1)) >= 2
 
     def __str__(self) -> str:
         return f"{self.text} (commit {self.commit[:12]})" if self.commit else self.text
@@ -467,6 +476,8 @@ def compare_variant(variant: Variant, backend: str, batch: int, imgsz: int, thre
         if reference.kind == "git" or theirs != ours:
             if "absent" in (theirs.get("torch"), theirs.get("ultralytics"), theirs.get("onnx")):
                 note = {"A": "B's export (no exporter in its environment)"}
+            elif not reference.exports:
+                note = {"A": "B's export (its commit's worker predates per-side exports)"}
             else:
                 for label in ("A", "B"):
                     models[label] = work_dir / f"{variant.name}-bs{batch}-{label}.onnx"

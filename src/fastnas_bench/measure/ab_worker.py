@@ -28,6 +28,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+#: What this worker's commands are: 1 had ``load``/``time``/``quit``; 2 added ``export``. A reference
+#: commit's worker is read for it before it is asked to export.
+PROTOCOL_VERSION = 2
 #: Ultralytics exporter arguments of every ONNX export the suite times (with ``imgsz`` and ``batch``).
 ONNX_EXPORT_ARGS = {"format": "onnx", "dynamic": False, "simplify": True, "device": "cpu"}
 #: Packages that write an ONNX export: part of what an A/B comparison compares where they differ.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, NoReturn
 
 import pytest
@@ -12,7 +13,7 @@ from fastnas_bench.verdicts.records import LatencyRecord, SpeedupRecord, TestKey
 
 if TYPE_CHECKING:
     from fastnas_bench.config.settings import BenchSettings
-    from fastnas_bench.pytest_plugin.session import BenchSession
+    from fastnas_bench.pytest_plugin.session import BenchSession, GateResult
 
 #: A test's user property that marks its skip as an undecided verdict.
 VERDICT_PROPERTY = ("fastnas_bench_verdict", "undecided")
@@ -62,15 +63,24 @@ def judge_against_stored(request: pytest.FixtureRequest, session: BenchSession, 
     report_outcome(request, verdict.outcome, message)
 
 
+def holm_rejections(gates: dict[str, GateResult]) -> list[str]:
+    """Names of the gates Holm's procedure over ``gates`` rejects that had not failed on their own."""
+    rejected = holm([g.p_value for g in gates.values()], STORED_FAMILY_ALPHA)
+    return [name for (name, g), r in zip(gates.items(), rejected) if r and g.outcome != "fail"]
+
+
 def judge_gate_family(session: BenchSession) -> None:
     """Holm's procedure over the stored-run gates this run judged: fail naming any gate it rejects
     beyond those that failed on their own (each gate already decided at the family's rate split over
-    all gate tests, Holm's first step; the further steps need every gate's p-value, so they run last)."""
+    all gate tests, Holm's first step; the further steps need every gate's p-value, so they run last).
+    A gate rejected here is recorded as failed, like one that failed on its own."""
     gates = session.gates
     if not gates:
         pytest.skip("no stored-run gate judged in this run (each skipped, naming why): no family to control")
-    rejected = holm([g.p_value for g in gates.values()], STORED_FAMILY_ALPHA)
-    extra = [f"{name} (p = {g.p_value:.2g})" for (name, g), r in zip(gates.items(), rejected) if r and g.outcome != "fail"]
+    extra = holm_rejections(gates)
+    for name in extra:
+        gates[name] = replace(gates[name], outcome=Outcome.FAIL.value)
     if extra:
         pytest.fail(f"Holm's procedure over the {len(gates)} stored-run gates of this run, family-wise false-alarm "
-                    f"rate {STORED_FAMILY_ALPHA:.0%}, also rejects: {'; '.join(extra)}", pytrace=False)
+                    f"rate {STORED_FAMILY_ALPHA:.0%}, also rejects: "
+                    + "; ".join(f"{name} (p = {gates[name].p_value:.2g})" for name in extra), pytrace=False)

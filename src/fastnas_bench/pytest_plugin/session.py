@@ -23,12 +23,14 @@ from fastnas_bench.errors import BadInputError
 from fastnas_bench.host import machine_class, require_cuda, static_machine_info
 from fastnas_bench.measure.inject import INJECT_SLOWDOWN_ENV, parse_injected_slowdowns
 from fastnas_bench.variants.data import GENERATED_PREFIX
+from fastnas_bench.verdicts.accuracy import RECALL_CONF
 from fastnas_bench.verdicts.baselines import BaselineStore
 from fastnas_bench.verdicts.gates import MAX_GATING_RESOLUTION, STORED_FAMILY_ALPHA, GateVerdict
 from fastnas_bench.verdicts.records import LatencyRecord, SpeedupRecord, TestKey
 
 if TYPE_CHECKING:
     from fastnas_bench.measure.ab import ABResult
+    from fastnas_bench.verdicts.accuracy import PairedDrop
 
 SESSION_KEY = pytest.StashKey["BenchSession"]()
 
@@ -45,7 +47,7 @@ class GateResult:
     Attributes:
         stored_id: The test id whose stored runs it read (and under which this run is recorded).
         outcome: ``pass`` / ``fail`` / ``undecided``, or ``reported`` for a gate too coarse to gate.
-        p_value, alpha: See :class:`~fastnas_bench.verdicts.gates.GateVerdict`.
+        p_value: See :class:`~fastnas_bench.verdicts.gates.GateVerdict`.
     """
 
     stored_id: str
@@ -54,7 +56,6 @@ class GateResult:
     resolution: float
     outcome: str
     p_value: float
-    alpha: float
 
 
 class BenchSession:
@@ -77,6 +78,8 @@ class BenchSession:
         self.gate_tests = 1
         #: A/B verdicts of this run by test id: (B/A result, outcome).
         self.ab_results: dict[str, tuple[ABResult, str]] = {}
+        #: Paired accuracy drops from the baseline by pruned variant name, by metric.
+        self.accuracy: dict[str, dict[str, PairedDrop]] = {}
         self.update_note: str | None = None
 
     @property
@@ -121,8 +124,7 @@ class BenchSession:
 
     def note_gate(self, test_name: str, stored: TestKey, backend: str, kind: str, verdict: GateVerdict,
                   outcome: str) -> None:
-        self.gates[test_name] = GateResult(stored.format(), backend, kind, verdict.resolution, outcome,
-                                           verdict.p_value, verdict.alpha)
+        self.gates[test_name] = GateResult(stored.format(), backend, kind, verdict.resolution, outcome, verdict.p_value)
 
     @property
     def speedups(self) -> dict[str, SpeedupRecord]:
@@ -141,7 +143,7 @@ class BenchSession:
 
         progress.set_sink(to_terminal)
 
-    def finish(self, exitstatus: int) -> None:
+    def finish(self, exitstatus: int, stopped_early: bool = False) -> None:
         """Record this run in the stored baselines where asked: each figure with its gate's outcome, and
         the A/B verdicts with theirs.
 
@@ -150,8 +152,9 @@ class BenchSession:
         """
         if not self.update or not (self.produced or self.ab_results):
             return
-        if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-            self.update_note = f"this run was NOT recorded in the baselines: it did not run to its end (exit {exitstatus})"
+        if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or stopped_early:
+            why = "it stopped early (-x or --maxfail)" if stopped_early else f"it did not run to its end (exit {exitstatus})"
+            self.update_note = f"this run was NOT recorded in the baselines: {why}"
             return
         outcomes = {g.stored_id: g.outcome for g in self.gates.values()}
         verdicts = {k: {**asdict(r), "outcome": outcome, "reference": str(self.settings.ab_reference)}
@@ -205,6 +208,15 @@ class BenchSession:
                       f"over {r.rounds} rounds, bound {r.bound:.2f}x: {str(r.outcome).upper()}; "
                       f"FLOPs ratio {r.flops_ratio:.3f}"
                       + (f", efficiency {r.efficiency:.2f}" if r.efficiency is not None else ""))
+        if self.accuracy:
+            first = next(iter(next(iter(self.accuracy.values())).values()))
+            terminalreporter.write_sep("-", f"fastnas-bench: accuracy drop from the baseline (paired bootstrap over "
+                                            f"{first.images} val images, {first.resamples} draws)")
+            for name, drops in self.accuracy.items():
+                for drop in drops.values():
+                    write(f"{name}: {drop.describe()}")
+            write(f"fastnas-bench: recall_at_conf is recall at confidence {RECALL_CONF} and IoU 0.5 for both models "
+                  "(Ultralytics' own recall is taken at each model's best-F1 confidence)")
         if self.gates:
             terminalreporter.write_sep("-", f"fastnas-bench: regression gates against {self.store.path}")
             by_kind: dict[tuple[str, str], list[float]] = {}

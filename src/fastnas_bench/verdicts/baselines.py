@@ -12,8 +12,10 @@ it was recorded. A gate's history is the runs since the last accepted shift that
 fail: a regression the gate caught does not become the reference (nor widen the spread), and
 ``fastnas-bench baselines accept`` records an intended shift, after which the window starts again.
 
-Files are written atomically (temporary file + rename) at the end of a session that ran to its end
-(passed or failed, not interrupted or refused), so an interrupted run never changes them.
+Files are written atomically (temporary file + rename, under a file lock) at the end of a session that
+ran to its end (passed or failed, not interrupted, stopped early or refused), so an interrupted run
+never changes them. Per test id the newest ``MAX_STORED_RUNS`` runs the gates read are kept, and beside
+them the newest ``MAX_STORED_RUNS`` they failed.
 """
 
 from __future__ import annotations
@@ -69,16 +71,31 @@ def write_baselines(path: Path, machine_class: str, profile: str, produced: dict
                     accepted: dict[str, str] | None = None) -> None:
     """Atomically append this run's entries to ``path`` (the last ``MAX_STORED_RUNS`` kept per id), or
     with ``accepted`` (``at``, ``reason``, ``tests``: a pattern of test ids) an accepted shift."""
-    old = _load_doc(path)
-    tests = {k: {"runs": list(v.get("runs", []))} for k, v in old.get("tests", {}).items()}
-    for test_id, entry in produced.items():
-        runs = tests.setdefault(test_id, {"runs": []})["runs"]
-        runs.append(entry)
-        del runs[:-MAX_STORED_RUNS]
-    shifts = list(old.get("accepted", [])) + ([accepted] if accepted else [])
-    doc = {"schema": SCHEMA_VERSION, "machine_class": machine_class, "profile": profile, "tests": tests,
-           "accepted": shifts}
-    atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Read, change, write under a lock: a session finishing while `baselines accept` runs (or two
+    # sessions finishing together) must not drop the other's update.
+    with FileLock(str(path.with_name(f".{path.name}.lock"))):
+        old = _load_doc(path)
+        tests = {k: {"runs": list(v.get("runs", []))} for k, v in old.get("tests", {}).items()}
+        for test_id, entry in produced.items():
+            runs = tests.setdefault(test_id, {"runs": []})["runs"]
+            runs.append(entry)
+            runs[:] = _trimmed(runs)
+        shifts = list(old.get("accepted", [])) + ([accepted] if accepted else [])
+        doc = {"schema": SCHEMA_VERSION, "machine_class": machine_class, "profile": profile, "tests": tests,
+               "accepted": shifts}
+        atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def _trimmed(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest ``MAX_STORED_RUNS`` runs the gates read and the newest ``MAX_STORED_RUNS`` they failed,
+    in order: a regression that persists for weeks must not push the history it is judged against out."""
+    failed = [i for i, r in enumerate(runs) if r.get("gate") == "fail"]
+    read = [i for i, r in enumerate(runs) if r.get("gate") != "fail"]
+    keep = set(failed[-MAX_STORED_RUNS:]) | set(read[-MAX_STORED_RUNS:])
+    return [r for i, r in enumerate(runs) if i in keep]
 
 
 def _after(run: dict[str, Any], at: str) -> bool:
@@ -126,8 +143,7 @@ class BaselineStore:
         shift = self.accepted_shift(test_id)
         if shift is not None:
             runs = [r for r in runs if _after(r, shift["at"])]
-        # Nor those whose own verdict failed (a speedup under its bound): a broken build is no reference.
-        return [r for r in runs if r.get("gate") != "fail" and r.get("outcome") != "fail"]
+        return [r for r in runs if r.get("gate") != "fail"]
 
     def runs(self, key: TestKey) -> list[SpeedupRecord | LatencyRecord]:
         """The history of ``key`` (see :meth:`history`) as the record type of its test."""

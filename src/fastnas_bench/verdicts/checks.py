@@ -13,26 +13,12 @@ def check_flops_ratio(baseline_gflops: float, pruned_gflops: float, target: floa
     return f"FLOPs ratio {ratio:.4f} > target {target:.4f} (pruned {pruned_gflops:.3f} / baseline {baseline_gflops:.3f} GFLOPs)"
 
 
-def check_drop(metric: str, baseline: float, pruned: float, max_drop: float) -> str | None:
-    drop = baseline - pruned
-    if drop <= max_drop:
-        return None
-    return f"{metric} drop {drop:.4f} > allowed {max_drop:.4f} (baseline {baseline:.4f}, pruned {pruned:.4f})"
-
-
 def check_relative_drop(metric: str, baseline: float, pruned: float, max_rel_drop: float) -> str | None:
     """The drop as a share of the baseline's value; a baseline of 0 cannot lose anything."""
     if baseline <= 0 or (baseline - pruned) / baseline <= max_rel_drop:
         return None
     return (f"{metric} fell {(baseline - pruned) / baseline:.1%} > allowed {max_rel_drop:.0%} "
             f"(baseline {baseline:.4f}, pruned {pruned:.4f})")
-
-
-def check_agreement(metric: str, reference: float, other: float, tolerance: float, label: str) -> str | None:
-    diff = abs(reference - other)
-    if diff <= tolerance:
-        return None
-    return f"{label}: {metric} {other:.4f} differs from PyTorch {reference:.4f} by {diff:.4f} > {tolerance:.4f}"
 
 
 def check_matched_flops(method: str, ratio: float, fastnas_ratio: float, tolerance: float) -> str | None:

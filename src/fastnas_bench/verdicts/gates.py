@@ -16,11 +16,9 @@ from fastnas_bench.verdicts.outcome import Outcome
 from fastnas_bench.verdicts.records import LatencyRecord, SpeedupRecord
 
 #: Chance that a run of unchanged code fails any of its stored-run gates (family-wise): 2% is one
-#: false alarm in about fifty nightly runs. Each gate decides at GATE_ALPHA / gates when it runs
+#: false alarm in about fifty nightly runs. Each gate decides at this rate / gates when it runs
 #: (Bonferroni, Holm's first step); ``test_regression_family`` then applies Holm's remaining steps.
 STORED_FAMILY_ALPHA = 0.02
-#: One gate's false-alarm rate where it is judged alone.
-GATE_ALPHA = STORED_FAMILY_ALPHA
 #: The tests whose verdicts make up the family.
 GATE_TESTS = ("test_speedup_regression", "test_latency_regression")
 #: Stored runs a regression gate needs before it judges (fewer cannot estimate a spread).
@@ -43,9 +41,10 @@ class GateVerdict:
         stored_runs: Number of stored runs.
         resolution: The relative drop this gate catches (fails on) in ≥ 90% of runs, given the current
             interval's half-width and the stored spread: exp(center - limit + half-width + z_0.90 · spread) - 1.
-        p_value: The smallest one-sided false-alarm rate at which this gate would fail: the chance,
-            under the stored runs' distribution, of a run whose interval's upper end lies this low.
-            Fails ⟺ ``p_value < alpha``; Holm's procedure over a run's gates reads it.
+        p_value: The smallest one-sided false-alarm rate at which this gate would fail: the stored runs'
+            prediction distribution (Student's t, n - 1 degrees of freedom) evaluated at the current
+            interval's upper end, so conservative for the estimate itself. Fails ⟺ ``p_value < alpha``;
+            Holm's procedure over a run's gates reads it.
         alpha: The false-alarm rate this gate decided at.
     """
 
@@ -56,7 +55,7 @@ class GateVerdict:
     stored_runs: int
     resolution: float
     p_value: float = 1.0
-    alpha: float = GATE_ALPHA
+    alpha: float = STORED_FAMILY_ALPHA
 
 
 Z_95 = 1.959963984540054
@@ -68,7 +67,7 @@ MAX_GATING_RESOLUTION = 0.50
 
 
 def drop_gate(stored: Sequence[float], stored_half_widths: Sequence[float], current: float, current_low: float,
-              current_high: float, alpha: float = GATE_ALPHA) -> GateVerdict:
+              current_high: float, alpha: float = STORED_FAMILY_ALPHA) -> GateVerdict:
     """Judge a current value (log units, with its interval) against stored runs of it.
 
     The limit is the one-sided (1 - ``alpha``) prediction bound of a new run from the stored ones:
@@ -112,7 +111,7 @@ def gate_alpha(gates: int) -> float:
     return STORED_FAMILY_ALPHA / max(1, gates)
 
 
-def speedup_gate(runs: Sequence[SpeedupRecord], current: SpeedupRecord, alpha: float = GATE_ALPHA) -> GateVerdict | None:
+def speedup_gate(runs: Sequence[SpeedupRecord], current: SpeedupRecord, alpha: float = STORED_FAMILY_ALPHA) -> GateVerdict | None:
     """The current speedup against stored runs' speedups (log units); ``None`` with too few runs."""
     if len(runs) < MIN_STORED_RUNS:
         return None
@@ -124,7 +123,7 @@ def speedup_gate(runs: Sequence[SpeedupRecord], current: SpeedupRecord, alpha: f
     )
 
 
-def latency_gate(runs: Sequence[LatencyRecord], current: LatencyRecord, alpha: float = GATE_ALPHA) -> GateVerdict | None:
+def latency_gate(runs: Sequence[LatencyRecord], current: LatencyRecord, alpha: float = STORED_FAMILY_ALPHA) -> GateVerdict | None:
     """A current calibrated median latency against stored runs' (log units, turned around so that
     slower is lower); ``None`` with too few runs."""
     if len(runs) < MIN_STORED_RUNS:
@@ -161,7 +160,7 @@ def gate_message(head: str, verdict: GateVerdict, runs: Sequence[SpeedupRecord |
 
 
 def judge(runs: Sequence[SpeedupRecord | LatencyRecord], current: SpeedupRecord | LatencyRecord,
-          alpha: float = GATE_ALPHA) -> GateVerdict | None:
+          alpha: float = STORED_FAMILY_ALPHA) -> GateVerdict | None:
     """The gate of ``current``'s kind against ``runs`` at false-alarm rate ``alpha``; ``None`` with too few runs."""
     if isinstance(current, SpeedupRecord):
         return speedup_gate(runs, current, alpha)  # type: ignore[arg-type]
