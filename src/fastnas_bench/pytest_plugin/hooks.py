@@ -146,7 +146,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     bench = session.config.stash.get(SESSION_KEY, None)
     if bench is not None:
-        bench.gate_tests = max(1, sum(getattr(item, "originalname", "") in GATE_TESTS for item in session.items))
+        bench.gate_tests = max(1, sum(_can_gate(item, bench.settings.device) for item in session.items))
+
+
+def _can_gate(item: pytest.Item, device: str) -> bool:
+    """A stored-run gate test whose backend runs on this device (TensorRT's skip on a CPU run is no gate)."""
+    if getattr(item, "originalname", "") not in GATE_TESTS:
+        return False
+    target = getattr(getattr(item, "callspec", None), "params", {}).get("target")
+    return target is None or device in get_backend_class(target.backend).devices
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
