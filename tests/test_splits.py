@@ -37,14 +37,19 @@ def test_splits_are_disjoint_and_each_view_points_at_its_own(tiny_dataset: Path,
     assert carve_search_split(_resolved(tiny_dataset), tmp_path) == splits
 
 
-def test_a_dataset_that_validates_on_train_loses_the_search_images_from_val(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_a_dataset_that_validates_on_train_gets_a_held_out_val_carved_from_train(tiny_dataset: Path,
+                                                                               tmp_path: Path) -> None:
+    """COCO128 validates on its training images: the reported val must still be images no fine-tune
+    trained on and no choice saw."""
     coco128_like = tmp_path / "same.yaml"
     coco128_like.write_text(yaml.safe_dump({"path": str(tiny_dataset.parent), "train": "images/train",
                                             "val": "images/train", "names": {0: "a"}}))
     splits = carve_search_split(_resolved(coco128_like), tmp_path / "out")
     folder = splits.select_yaml.parent
-    search, val = _lines(folder / "search.txt"), _lines(folder / "val.txt")
-    assert len(search) == 8 // SEARCH_EVERY and not search & val and len(val) == 8 - len(search)
+    train, search, val = (_lines(folder / f) for f in ("train.txt", "search.txt", "val.txt"))
+    assert not train & search and not train & val and not search & val
+    assert (len(train), len(search), len(val)) == (4, 8 // SEARCH_EVERY, 8 // SEARCH_EVERY)
+    assert train | search | val == {str(p) for p in list_images(str(tiny_dataset.parent / "images/train"), tmp_path)}
 
 
 def test_bad_splits_are_one_line_errors(tmp_path: Path) -> None:

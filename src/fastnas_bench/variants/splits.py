@@ -2,9 +2,13 @@
 
 Every choice a build makes from accuracy — FastNAS's widths, the trainer's best epoch — is made on
 the *search* split; the mAP and recall the suite reports come from the *val* split, which no
-choice has seen. The search split is every ``SEARCH_EVERY``-th training image (sorted by path);
-those images leave train, and also leave val where a dataset validates on its training images
-(COCO128 does), so the three splits never share an image.
+choice has seen and no fine-tune trained on. The search split is every ``SEARCH_EVERY``-th training
+image (sorted by path); those images leave train, and also leave val.
+
+A dataset that validates on its training images (COCO128's val is its train) gets a held-out val
+carved from train the same way, at the next offset: every ``SEARCH_EVERY``-th image starting from the
+second. Those images leave train; the other shared images leave val. So the three splits never share
+an image (COCO128: 64 train, 32 search, 32 val).
 """
 
 from __future__ import annotations
@@ -81,10 +85,17 @@ def carve_search_split(dataset: dict, parent: Path) -> DataSplits:
     val = list_images(dataset["val"], root)
     if len(train) < SEARCH_EVERY:
         raise BadInputError(f"train split has {len(train)} images; a search split needs at least {SEARCH_EVERY}")
-    search = sorted(train)[::SEARCH_EVERY]
+    ordered = sorted(train)
+    search = ordered[::SEARCH_EVERY]
     held_out = set(search)
+    train_set = set(train)
+    if train_set & set(val):
+        # Validating on training images reports nothing held out: carve a val split from train too.
+        carved = set(ordered[1::SEARCH_EVERY])
+        val = [p for p in val if p not in train_set or p in carved]
+        held_out |= carved
     train_left = [p for p in train if p not in held_out]
-    val_left = [p for p in val if p not in held_out]
+    val_left = [p for p in val if p not in set(search)]
     if not val_left:
         raise BadInputError(f"every val image of {root} is also a search image; give the dataset its own val split")
     lists = {"train.txt": train_left, "search.txt": search, "val.txt": val_left}
