@@ -62,8 +62,8 @@ def test_changed_versions_are_named() -> None:
     assert changed_versions(runs, {"torch": "2.14.1", "onnxruntime": "1.31.0"}) == []
 
 
-def _suite_with_scripted_speedups(pytester: pytest.Pytester) -> None:
-    """A pytester project that runs the real plugin, gate and outcome reporting on scripted ABBA samples."""
+def _plugin_with_session(pytester: pytest.Pytester) -> None:
+    """A pytester project that loads the real plugin and hands its tests the bench session."""
     pytester.makeconftest(
         """
         import pytest
@@ -75,6 +75,11 @@ def _suite_with_scripted_speedups(pytester: pytest.Pytester) -> None:
             return session_of(pytestconfig)
         """
     )
+
+
+def _suite_with_scripted_speedups(pytester: pytest.Pytester) -> None:
+    """A pytester project that runs the real plugin, gate and outcome reporting on scripted ABBA samples."""
+    _plugin_with_session(pytester)
     pytester.makepyfile(
         test_fake="""
         import os
@@ -219,17 +224,7 @@ def test_a_gate_coarser_than_half_reports_instead_of_gating(pytester: pytest.Pyt
     for s in (1.0, 2.0, 1.4, 3.0, 1.1):
         write_baselines(path, machine_class("cpu"), "cpu",
                         {"test_speedup[fake-fastnas66-bs1]": {"speedup": s, "ci_low": s * 0.98, "ci_high": s * 1.02}})
-    pytester.makeconftest(
-        """
-        import pytest
-        pytest_plugins = ["fastnas_bench.pytest_plugin.hooks"]
-
-        @pytest.fixture(scope="session")
-        def bench_session(pytestconfig):
-            from fastnas_bench.pytest_plugin.hooks import session_of
-            return session_of(pytestconfig)
-        """
-    )
+    _plugin_with_session(pytester)
     pytester.makepyfile(test_coarse="""
         from fastnas_bench.pytest_plugin.outcomes import judge_against_stored
         from fastnas_bench.verdicts.records import SpeedupRecord, TestKey
@@ -294,17 +289,7 @@ def test_schema_2_files_are_read_as_runs_before_any_shift(tmp_path: Path) -> Non
 
 
 def test_ab_verdicts_are_recorded_with_their_outcome(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest(
-        """
-        import pytest
-        pytest_plugins = ["fastnas_bench.pytest_plugin.hooks"]
-
-        @pytest.fixture(scope="session")
-        def bench_session(pytestconfig):
-            from fastnas_bench.pytest_plugin.hooks import session_of
-            return session_of(pytestconfig)
-        """
-    )
+    _plugin_with_session(pytester)
     pytester.makepyfile(test_ab_fake="""
         from fastnas_bench.measure.ab import ABResult
 
