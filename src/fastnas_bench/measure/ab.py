@@ -457,20 +457,15 @@ def compare_variant(variant: Variant, backend: str, batch: int, imgsz: int, thre
     """
     from fastnas_bench.backends._lib.agreement import check_images
     from fastnas_bench.backends.pytorch import reference_output
-    from fastnas_bench.measure.ab_worker import EXPORTER_PACKAGES, versions_of
+    from fastnas_bench.measure.ab_worker import EXPORTER_PACKAGES
+    from fastnas_bench.versions import versions_of
     from fastnas_bench.yolo.stock import export_stock_checkpoint
 
     if backend not in WORKER_BACKENDS:
         raise BadInputError(f"A/B workers run {', '.join(WORKER_BACKENDS)} on the CPU, not {backend!r}")
-    def stock() -> Path:
-        return export_stock_checkpoint(variant.weights, work_dir / f"{variant.name}-stock.pt")
-
-    export_from: dict[str, Path | None] = {"A": None, "B": None}
+    own_exports = False
     note: dict[str, str] = {}
-    if backend == "pytorch":
-        models = {"A": stock(), "B": stock()}
-    else:
-        models = {"A": onnx(variant, imgsz, batch), "B": onnx(variant, imgsz, batch)}
+    if backend == "onnxruntime":
         ours = versions_of(EXPORTER_PACKAGES)
         theirs = exporter_versions(reference.python) if reference.kind == "env" else ours
         if reference.kind == "git" or theirs != ours:
@@ -479,12 +474,17 @@ def compare_variant(variant: Variant, backend: str, batch: int, imgsz: int, thre
             elif not reference.exports:
                 note = {"A": "B's export (its commit's worker predates per-side exports)"}
             else:
-                for label in ("A", "B"):
-                    models[label] = work_dir / f"{variant.name}-bs{batch}-{label}.onnx"
-                    export_from[label] = stock()
+                own_exports = True
+    # Each artifact is made once: the stock checkpoint where a worker loads or exports it, the cached
+    # ONNX export only where both sides load it.
+    stock = export_stock_checkpoint(variant.weights, work_dir / f"{variant.name}-stock.pt") \
+        if backend == "pytorch" or own_exports else None
+    shared = stock if backend == "pytorch" else None if own_exports else onnx(variant, imgsz, batch)
+    models = {label: shared or work_dir / f"{variant.name}-bs{batch}-{label}.onnx" for label in ("A", "B")}
+    export_from = stock if own_exports else None
     batch_images = images if images is not None else check_images(batch, imgsz)
     output = reference_output(variant.weights, batch_images)
     a, b = (Side(label, python, models[label], injected_slowdown(backend, variant.name, side=label),
-                 reference.worker_source if label == "A" else None, export_from[label])
+                 reference.worker_source if label == "A" else None, export_from)
             for label, python in (("A", reference.python), ("B", sys.executable)))
     return run_ab(a, b, backend, batch_images, output, threads, plan or AB_PLANS[backend], confidence, progress, note)
