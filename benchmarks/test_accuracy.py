@@ -24,6 +24,9 @@ ONNX_MAP_TOLERANCE = 0.001
 ONNX_DIFFERING_IMAGES_SHARE = 0.02
 # Rivals are compared with FastNAS at equal FLOPs: their ratio must be within this of FastNAS's.
 MATCHED_FLOPS_TOLERANCE = 0.02
+# A variant the accuracy verdicts must fail: the profile's FastNAS cut far deeper, with no fine-tune.
+# It reuses the source's search (sensitivity map), so it costs no score calls: a cut and a validation.
+DAMAGED = {"flops_target": 0.4, "finetune_epochs": 0}
 
 
 def _fail_if(message: str | None) -> None:
@@ -78,12 +81,39 @@ def test_recall_drop(request, baseline_variant: Variant, paired_accuracy, fastna
     _judge_drop(request, paired_accuracy, fastnas_name, "recall_at_conf", bench_settings.profile.max_recall_drop)
 
 
-def test_per_image_stats_reproduce_ultralytics_map(baseline_variant: Variant, paired_accuracy, fastnas_name: str,
-                                                   variant) -> None:
-    """The bootstrap resamples what Ultralytics matched: on all images it must give Ultralytics' own mAP."""
+def test_accuracy_verdicts_fail_a_damaged_variant(baseline_variant: Variant, artifact_cache, paired_accuracy,
+                                                   fastnas_name: str, bench_settings: BenchSettings) -> None:
+    """The drop verdicts can fail: a damaged pruned model (FLOPs 0.4, no fine-tune), judged as the real
+    one is (same bounds, same confidence, seed 0), fails both. Without this a bound too loose, or an
+    interval too wide to ever lie above it, would pass every run unnoticed."""
+    from fastnas_bench.variants.build import build_variant, resolve_data
+    from fastnas_bench.verdicts.accuracy import paired_drops
+    from fastnas_bench.verdicts.outcome import Outcome
+    from fastnas_bench.yolo.per_image import cached_per_image_stats
+
+    _judgeable(baseline_variant, bench_settings)
+    judged = paired_accuracy(fastnas_name)["map50_95"]
+    damaged = build_variant(replace(bench_settings.variants[fastnas_name], **DAMAGED), artifact_cache,  # type: ignore[arg-type]
+                            bench_settings.device)
+    data = resolve_data(baseline_variant.spec.data, artifact_cache).report_yaml
+    stats = [cached_per_image_stats(v, artifact_cache, data, bench_settings.device) for v in (baseline_variant, damaged)]
+    drops = paired_drops(*stats, confidence=judged.confidence)
+    bounds = {"map50_95": bench_settings.profile.max_map_drop, "recall_at_conf": bench_settings.profile.max_recall_drop}
+    verdicts = {metric: drop_within(drops[metric], bound) for metric, bound in bounds.items()}
+    print("; ".join(f"{drops[m].describe()}: {v.value}" for m, v in verdicts.items()))
+    missed = [f"{drops[m].describe()} vs allowed ≤ {bounds[m]:.4f}" for m, v in verdicts.items() if v is not Outcome.FAIL]
+    _fail_if(f"a damaged variant ({damaged.name}, no fine-tune) passed the drop verdicts: {'; '.join(missed)}"
+             if missed else None)
+
+
+def test_per_image_stats_reproduce_ultralytics_map(paired_accuracy, fastnas_name: str, variant,
+                                                   bench_settings: BenchSettings) -> None:
+    """The bootstrap resamples what Ultralytics matched: on all images it must give Ultralytics' own mAP
+    (the mean over the build seeds where there are several)."""
     drop = paired_accuracy(fastnas_name)["map50_95"]
-    assert drop.baseline == pytest.approx(baseline_variant.map50_95, abs=1e-6)
-    assert drop.variant == pytest.approx(variant(fastnas_name).map50_95, abs=1e-6)
+    seeds = bench_settings.seeds
+    assert drop.baseline == pytest.approx(sum(variant("baseline", s).map50_95 for s in seeds) / len(seeds), abs=1e-6)
+    assert drop.variant == pytest.approx(sum(variant(fastnas_name, s).map50_95 for s in seeds) / len(seeds), abs=1e-6)
 
 
 def test_ap_small_drop(baseline_variant: Variant, variant, fastnas_name: str, bench_settings: BenchSettings) -> None:
@@ -116,7 +146,7 @@ def test_onnx_map_agrees(pruned_variant: Variant, onnx_export, artifact_cache, t
     from fastnas_bench.yolo.per_image import cached_per_image_stats, per_image_stats
 
     spec = pruned_variant.spec
-    data = resolve_data(spec.data, artifact_cache, spec.seed).report_yaml
+    data = resolve_data(spec.data, artifact_cache).report_yaml
     # Both on the CPU: on a GPU, PyTorch's TF32 convolutions would be compared, not fp32.
     reference = cached_per_image_stats(pruned_variant, artifact_cache, data, "cpu")
     onnx = per_image_stats(onnx_export(pruned_variant, spec.imgsz, 1), data, spec.imgsz, "cpu", tmp_path / "val", batch=1)

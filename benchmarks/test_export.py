@@ -15,7 +15,7 @@ def test_pruned_checkpoint_loads_in_stock_ultralytics(pruned_variant: Variant, a
 
     spec = pruned_variant.spec
     out = export_stock_checkpoint(pruned_variant.path, tmp_path / f"{spec.name}.pt")
-    data = resolve_data(spec.data, artifact_cache, spec.seed).report_yaml
+    data = resolve_data(spec.data, artifact_cache).report_yaml
     result = run_stock_probe(out, data, spec.imgsz, tmp_path)
     if result.returncode != 0:
         pytest.fail(f"stock Ultralytics rejected the exported {spec.name}: {result.stderr.strip().splitlines()[-1]}")

@@ -20,6 +20,7 @@ from fastnas_bench.measure.measurer import Measurer
 from fastnas_bench.measure.stats import PairedSpeedup
 from fastnas_bench.pytest_plugin.outcomes import report_outcome, unavailable
 from fastnas_bench.variants.variant import Variant
+from fastnas_bench.verdicts.accuracy import drop_within
 from fastnas_bench.verdicts.outcome import at_least
 
 # The budget was met at build time, measured against the source then; the benchmark re-measures
@@ -27,10 +28,13 @@ from fastnas_bench.verdicts.outcome import at_least
 # periods (PyTorch speedup 1.26-1.37x over 35 runs of unchanged code). A cut that misses its
 # budget by more than that is a cut that did not hold.
 BUDGET_DRIFT = 0.04
-# mAP50-95 of two variants built from the same source differs by chance: one fastnas66 measured
-# on two builds and two disjoint 32-image splits moved with sd 0.018 (README, "Honest accuracy"),
-# so the difference of two variants has sd about 0.018·√2 ≈ 0.025.
-SAME_SPEED_MAP_NOISE = 0.025
+# How much more mAP50-95 the latency-aware cut may lose than the FLOPs cut at the same speed before the
+# test fails. The paired interval covers which val images were drawn (and, with --seeds, which builds);
+# with one build per method the margin must hold the build-to-build spread of the difference of two
+# cuts: 5 seeds of fastnas66 drops moved with sd 0.0065 (README, "Build-to-build spread"), so the
+# difference of two independently fine-tuned cuts has sd ≈ 0.0065·√2 = 0.0092, and its one-sided 95%
+# prediction bound from 5 seeds is 2.132·0.0092·√1.2 ≈ 0.021.
+SAME_SPEED_MAP_MARGIN = 0.021
 
 
 def _speedup(measurer: Measurer, settings: BenchSettings, name: str, timing_disabled: str | None) -> PairedSpeedup:
@@ -56,10 +60,12 @@ def test_latency_budget_met(measurer: Measurer, bench_settings: BenchSettings, r
                    f"{budget.target:g} (≥ {bound:.3f}x, {BUDGET_DRIFT:.0%} drift allowed)")
 
 
-def test_latency_aware_keeps_accuracy_at_equal_speed(variant, measurer: Measurer, bench_settings: BenchSettings,
-                                                     latency_aware_name: str, timing_disabled: str | None) -> None:
-    """The issue's claim, put to the data: at the same measured latency, the latency-aware cut keeps at
-    least the mAP50-95 of the FLOPs-constrained FastNAS cut (within the noise of two builds)."""
+def test_latency_aware_keeps_accuracy_at_equal_speed(request, variant, paired_accuracy, measurer: Measurer,
+                                                     bench_settings: BenchSettings, latency_aware_name: str,
+                                                     timing_disabled: str | None) -> None:
+    """At the same measured latency, the latency-aware cut keeps the mAP50-95 of the FLOPs-constrained
+    FastNAS cut: its loss against that cut, paired over the same val images (and seeds), fails only when
+    the whole interval lies above :data:`SAME_SPEED_MAP_MARGIN`."""
     aware = variant(latency_aware_name)
     flops_spec = replace(aware.spec, method="fastnas")
     flops_name = next((n for n, s in bench_settings.variants.items() if s == flops_spec), None)
@@ -69,10 +75,8 @@ def test_latency_aware_keeps_accuracy_at_equal_speed(variant, measurer: Measurer
     speeds = " vs ".join(
         f"{n} {_speedup(measurer, bench_settings, n, timing_disabled).describe()}" for n in (latency_aware_name, flops_name)
     ) if not timing_disabled else "timing disabled"
-    figures = (f"{latency_aware_name}: mAP50-95 {aware.map50_95:.4f}, FLOPs ratio {aware.meta['flops_ratio']:.3f}; "
-               f"{flops_name}: mAP50-95 {flops.map50_95:.4f}, FLOPs ratio {flops.meta['flops_ratio']:.3f}; "
-               f"measured speedup {speeds}")
-    if aware.map50_95 < flops.map50_95 - SAME_SPEED_MAP_NOISE:
-        pytest.fail(f"latency-aware FastNAS lost more accuracy than FLOPs FastNAS at the same budget "
-                    f"(beyond the {SAME_SPEED_MAP_NOISE} noise): {figures}")
-    print(figures)
+    loss = paired_accuracy(latency_aware_name, against=flops_name)["map50_95"]
+    message = (f"{latency_aware_name} against {flops_name}: {loss.describe()} vs allowed ≤ {SAME_SPEED_MAP_MARGIN}; "
+               f"FLOPs ratios {aware.meta['flops_ratio']:.3f} and {flops.meta['flops_ratio']:.3f}; measured speedup {speeds}")
+    print(message)
+    report_outcome(request, drop_within(loss, SAME_SPEED_MAP_MARGIN), message)

@@ -53,6 +53,23 @@ def _pooled(stats: PerImageStats) -> tuple[np.ndarray, ...]:
     return tuple(np.concatenate(getattr(stats, k)) for k in ("tp", "conf", "pred_cls", "target_cls"))
 
 
+def test_a_draw_is_weights_on_one_sorted_validation_and_reproduces_ultralytics() -> None:
+    """The bootstrap scores a draw as a weight per image on the validation sorted once; with every weight
+    1 that is Ultralytics' ap_per_class to the last bit, and for a draw with repeats it is what
+    ap_per_class gives on the drawn images' rows concatenated (repeats included)."""
+    from fastnas_bench.verdicts.accuracy import _Packed
+
+    base, _ = _pair(7, 40, 0.7, 0.0)
+    packed = _Packed(base)
+    assert packed.everything() == metrics_of(*_pooled(base))
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        draw = rng.integers(0, 40, 40)
+        weighted = packed.metrics(np.bincount(draw, minlength=40).astype(float))
+        rows = metrics_of(*_sample(base, draw))
+        assert weighted == pytest.approx(rows, abs=1e-6)
+
+
 def test_the_pairing_needs_the_same_images() -> None:
     base, variant = _pair(1, 8, 0.8, 0.1)
     other = _images(np.random.default_rng(2), 8, np.ones((8, 3), dtype=bool), names="other")
@@ -92,11 +109,63 @@ def test_the_bootstrap_interval_covers_the_true_drop() -> None:
     assert covered / reps >= 0.8  # 0.9 nominal; 60 sets of 150 draws each
 
 
-def test_thin_tails_get_more_draws() -> None:
-    from fastnas_bench.verdicts.accuracy import resamples_for
+def _seeded_pair(seed: int, n: int, builds: int, lost_sd: float) -> tuple[list[PerImageStats], list[PerImageStats]]:
+    """``builds`` fine-tunes of baseline and variant on the same ``n`` images: each build redraws its
+    hits around the image's difficulty, and the variant's chance of losing an object moves from build to
+    build (sd ``lost_sd`` around 0.1): the build-to-build noise a single build cannot show."""
+    rng = np.random.default_rng(seed)
+    difficulty = rng.random((n, 3))
+    bases, variants = [], []
+    for _ in range(builds):
+        base_hit = difficulty < 0.8 + rng.normal(0, 0.02)
+        p_lost = float(np.clip(0.1 + rng.normal(0, lost_sd), 0, 1))
+        variants.append(_images(rng, n, base_hit & (rng.random((n, 3)) >= p_lost)))
+        bases.append(_images(rng, n, base_hit))
+    return bases, variants
 
-    assert resamples_for(0.95) == 1000
-    assert resamples_for(1 - 2 * 0.05 / 12) in (4800, 4801)  # 12 gates: 0.21% per tail, 20 draws beyond each end
+
+def test_seeds_are_paired_and_must_match() -> None:
+    bases, variants = _seeded_pair(1, 16, 3, 0.03)
+    with pytest.raises(ValueError, match="as many baseline builds as variant builds: got 3 and 2"):
+        paired_drops(bases, variants[:2], resamples=10)
+    drops = paired_drops(bases, variants, resamples=50)
+    per_seed = [paired_drops(b, v, resamples=10)["recall_at_conf"].drop for b, v in zip(bases, variants)]
+    recall = drops["recall_at_conf"]
+    assert recall.builds == 3 and recall.drop == pytest.approx(np.mean(per_seed))
+    assert recall.seed_sd == pytest.approx(np.std(per_seed, ddof=1))
+    assert "16 images and 3 seeds" in recall.describe()
+
+
+def test_the_seeded_interval_covers_the_mean_drop_when_builds_vary() -> None:
+    """Builds whose drop moves from seed to seed: the interval over images alone misses the expected
+    drop far more often than its 10%; the seeded interval (images and seeds) holds it about 90% of the
+    time. 30 repetitions of 5 builds each."""
+    truth = 0.8 * 0.1  # expected recall drop: what the baseline finds, times the mean chance of losing it
+    reps, covered, covered_images_only = 30, 0, 0
+    for rep in range(reps):
+        bases, variants = _seeded_pair(200 + rep, 40, 5, 0.05)
+        seeded = paired_drops(bases, variants, confidence=0.90, resamples=40, seed=rep)["recall_at_conf"]
+        covered += seeded.ci_low <= truth <= seeded.ci_high
+        one = paired_drops(bases[0], variants[0], confidence=0.90, resamples=60, seed=rep)["recall_at_conf"]
+        covered_images_only += one.ci_low <= truth <= one.ci_high
+    assert covered / reps >= 0.8
+    assert covered_images_only / reps < covered / reps - 0.15
+
+
+def test_a_bound_from_seeds_is_an_upper_prediction_bound() -> None:
+    from scipy.stats import t
+
+    from fastnas_bench.verdicts.accuracy import build_spread
+
+    spread = build_spread([0.02, 0.03, 0.04, 0.03, 0.03])
+    assert spread.mean == pytest.approx(0.03) and spread.sd == pytest.approx(np.sqrt(0.0002 / 4))
+    assert spread.upper == pytest.approx(0.03 + t.ppf(0.95, 4) * spread.sd * np.sqrt(1.2))
+    with pytest.raises(ValueError, match="≥ 2 seeds, got 1"):
+        build_spread([0.03])
+    # Over many sets of 5 normal builds, one more build exceeds the bound about 5% of the time.
+    rng = np.random.default_rng(0)
+    exceeded = np.mean([rng.normal() > build_spread(rng.normal(size=5)).upper for _ in range(4000)])
+    assert 0.03 < exceeded < 0.07
 
 
 def test_a_drop_fails_only_when_its_whole_interval_is_beyond_the_bound() -> None:

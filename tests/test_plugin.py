@@ -60,6 +60,8 @@ def test_plugin_load_is_light_and_sets_ultralytics_env_first(pytester: pytest.Py
         (["--backends", "tensorrt"], "*--backends tensorrt needs --gpu*"),
         (["--ab-reference", "nowhere"], "*A/B reference 'nowhere' is neither 'self', a venv folder, a python executable nor a git commit*"),
         (["--max-map-drop", "2"], "*'2' must lie in [[]0, 1]*"),
+        (["--seeds", "0"], "*seeds '0' must name 1 to 20 seeds, none negative*"),
+        (["--seeds", "two"], "*seeds 'two' must be a count N, a range A-B or a list A,B,...*"),
     ],
 )
 def test_bad_options_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:

@@ -30,6 +30,27 @@ def test_baseline_gets_the_same_finetune_budget() -> None:
     assert control.key() != pruned.source().key()
 
 
+def test_seeds_rebuild_the_finetune_not_the_source() -> None:
+    """A build seed is another fine-tune of the same source (the stand-in for pretrained weights), so
+    baseline and pruned of one seed pair up and every seed prunes the same network."""
+    pruned = VariantSpec(method="fastnas", flops_target=0.66, finetune_epochs=30, channel_divisor=16)
+    seeded = pruned.with_seed(3)
+    assert seeded.seed == 3 and seeded.key() != pruned.key()
+    assert seeded.source() == pruned.source() and seeded.source().seed == 0
+    assert seeded.baseline().seed == 3 and seeded.baseline().key() != pruned.baseline().key()
+
+
+def test_the_generated_dataset_is_part_of_the_key() -> None:
+    """An entry holds its val figures: another generated dataset (the val split grew) is another entry."""
+    from unittest import mock
+
+    spec = VariantSpec(method="fastnas", flops_target=0.66, finetune_epochs=3)
+    with mock.patch("fastnas_bench.variants.spec.GeneratedDataConfig", lambda: mock.Mock(key=lambda: "other")):
+        other = spec.key()
+    assert other != spec.key()
+    assert VariantSpec(data="coco128.yaml").key() == VariantSpec(data="coco128.yaml").key()
+
+
 def test_spec_is_frozen() -> None:
     spec = VariantSpec()
     with pytest.raises(AttributeError):
@@ -66,6 +87,8 @@ def test_model_names_normalise(value: str, expected: str) -> None:
         ({"imgsz": 100}, "imgsz 100"),
         ({"weights": "model.onnx"}, "model.onnx"),
         ({"method": "magic", "flops_target": 0.5}, "magic"),
+        ({"seed": -1}, "seed -1 must be ≥ 0"),
+        ({"seed": 2}, "seed 2: the source is one for every seed"),
     ],
 )
 def test_bad_specs(kwargs: dict, match: str) -> None:

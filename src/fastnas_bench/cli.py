@@ -17,6 +17,7 @@ from fastnas_bench.config.options import (
     parse_latency_targets,
     parse_methods,
     parse_profile,
+    parse_seeds,
 )
 from fastnas_bench.config.settings import LATENCY_BACKEND_DEFAULT, latency_machine, resolve_settings
 from fastnas_bench.errors import BadInputError
@@ -45,16 +46,42 @@ def _build(args: argparse.Namespace) -> int:
                            latency_backends=args.latency_backends or LATENCY_BACKEND_DEFAULT[device])
     if args.rebuild:  # renew the shared source first; everything else derives from it
         build_variant(profile.pruned.source(), cache, device, rebuild=True)
-    # Baseline first (settings.variants is ordered so), then every pruned variant.
-    rows = [build_variant(spec, cache, device, rebuild=args.rebuild) for spec in settings.variants.values()]
-    baseline = rows[0]
-    print(f"{'variant':<36} {'divisor':>7} {'params':>10} {'GFLOPs':>8} {'ratio':>6} {'mAP50-95':>9} {'recall':>7} "
-          f"{'build s':>8}  entry")
-    for v in rows:
-        ratio = v.gflops / baseline.gflops
-        print(f"{v.name:<36} {v.spec.channel_divisor:>7} {v.params / 1e6:>9.2f}M {v.gflops:>8.2f} {ratio:>6.3f} {v.map50_95:>9.4f} "
-              f"{v.recall:>7.4f} {v.meta['build_seconds']:>8.1f}  {v.path}")
+    # Seed by seed, baseline first within each (settings.variants is ordered so).
+    rows = {(name, seed): build_variant(spec.with_seed(seed), cache, device, rebuild=args.rebuild)
+            for seed in args.seeds for name, spec in settings.variants.items()}
+    print(f"{'variant':<36} {'seed':>4} {'divisor':>7} {'params':>10} {'GFLOPs':>8} {'ratio':>6} {'mAP50-95':>9} "
+          f"{'recall':>7} {'build s':>8}  entry")
+    for (name, seed), v in sorted(rows.items(), key=lambda item: list(settings.variants).index(item[0][0])):
+        ratio = v.gflops / rows["baseline", seed].gflops
+        print(f"{name:<36} {seed:>4} {v.spec.channel_divisor:>7} {v.params / 1e6:>9.2f}M {v.gflops:>8.2f} {ratio:>6.3f} "
+              f"{v.map50_95:>9.4f} {v.recall:>7.4f} {v.meta['build_seconds']:>8.1f}  {v.path}")
+    if len(args.seeds) > 1:
+        _seed_table(settings.variants, rows, args.seeds, cache, device)
     return 0
+
+
+def _seed_table(variants: dict, rows: dict, seeds: tuple[int, ...], cache, device: str) -> None:  # type: ignore[no-untyped-def]
+    """Per variant, the build-to-build spread of its accuracy and of its drop from the baseline of the
+    same seed, on the held-out val split, with the one-sided bound a profile may take from it."""
+    from fastnas_bench.variants.build import resolve_data
+    from fastnas_bench.verdicts.accuracy import BOUND_CONFIDENCE, build_spread, metrics_of_stats
+    from fastnas_bench.yolo.per_image import cached_per_image_stats
+
+    data = resolve_data(next(iter(variants.values())).data, cache).report_yaml
+    figures = {key: metrics_of_stats(cached_per_image_stats(v, cache, data, device)) for key, v in rows.items()}
+    print(f"\nbuild-to-build spread over seeds {','.join(map(str, seeds))} on the held-out val split "
+          f"({figures['baseline', seeds[0]]['images']:.0f} "
+          f"images); bound: one-sided {BOUND_CONFIDENCE:.0%} upper prediction bound for one more build")
+    print(f"{'variant':<36} {'metric':<15} {'mean':>8} {'sd':>8} {'drop mean':>10} {'drop sd':>8} {'drop bound':>10}")
+    for name in variants:
+        for metric in ("map50_95", "map50", "recall_at_conf"):
+            values = [figures[name, s][metric] for s in seeds]
+            level = build_spread(values)
+            line = f"{name:<36} {metric:<15} {level.mean:>8.4f} {level.sd:>8.4f}"
+            if name != "baseline":
+                drop = build_spread([figures["baseline", s][metric] - v for s, v in zip(seeds, values)])
+                line += f" {drop.mean:>+10.4f} {drop.sd:>8.4f} {drop.upper:>+10.4f}"
+            print(line)
 
 
 def _ab(args: argparse.Namespace) -> int:
@@ -84,7 +111,7 @@ def _ab(args: argparse.Namespace) -> int:
                             f"{', '.join(settings.variants)}")
     imgsz, threads = profile.bench_imgsz, cpu_threads()
     spec = profile.baseline
-    val_list = resolve_data(spec.data, cache, spec.seed).report_yaml.parent / "val.txt"
+    val_list = resolve_data(spec.data, cache).report_yaml.parent / "val.txt"
     images = check_images(args.batch, imgsz, val_list=val_list)
     confidence = family_confidence(len(args.backends) * len(args.variants))
     failed = False
@@ -179,6 +206,9 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
     build.add_argument("--cache-dir", default=None, help="cache root (default: $FASTNAS_BENCH_CACHE or user cache)")
     build.add_argument("--rebuild", action="store_true", help="rebuild the entries even if cached")
+    build.add_argument("--seeds", type=arg_type(parse_seeds), default=(0,),
+                       help="build seeds: N (0..N-1), A-B or A,B,...: every variant is fine-tuned with each (the source "
+                            "is shared); with ≥ 2, print each variant's build-to-build spread and its drop's one-sided bound")
     build.set_defaults(func=_build)
 
     ab = sub.add_parser("ab", help="paired A/B latency: this environment (B) against a reference one (A)")

@@ -13,7 +13,8 @@ free of torch, so ``pytest --help`` and the CLI's argument parsing stay fast.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,8 @@ RELIED_ON = (
     ("ultralytics.models.yolo.detect", "DetectionValidator.get_stats"),
     ("ultralytics.utils.metrics", "DetMetrics.update_stats"),
     ("ultralytics.utils.metrics", "ap_per_class"),
+    # select_device sets torch's CPU threads to this module-level name (see ``torch_cpu_threads``).
+    ("ultralytics.utils.torch_utils", "NUM_THREADS"),
 )
 
 #: The validator's stats key of box mAP50-95 (one of ``DetMetrics.keys``).
@@ -108,6 +111,26 @@ def detection_trainer_for(model: nn.Module, overrides: Mapping[str, Any]) -> Any
     trainer = DetectionTrainer(overrides=dict(overrides))
     trainer.model = model  # type: ignore[assignment]
     return trainer
+
+
+@contextlib.contextmanager
+def torch_cpu_threads(threads: int) -> Iterator[None]:
+    """Make Ultralytics' training and validation on the CPU use ``threads`` torch threads.
+
+    ``select_device`` (called by every trainer and validator) sets torch to ``NUM_THREADS`` = CPU count
+    - 1 threads, a default meant to leave a core to dataloader workers: on a 2-core machine one core,
+    half the machine idle through training, validation and every FastNAS score call, while the
+    builds here load data in-process (``workers=0``). The name ``select_device`` reads is swapped for
+    the block and restored after.
+    """
+    import ultralytics.utils.torch_utils as torch_utils
+
+    saved = torch_utils.NUM_THREADS
+    torch_utils.NUM_THREADS = threads
+    try:
+        yield
+    finally:
+        torch_utils.NUM_THREADS = saved
 
 
 def ema_module(trainer: Any) -> nn.Module | None:

@@ -90,6 +90,27 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(sizes))
 
 
+#: Most build seeds one run may ask for: each is a full fine-tune of every variant.
+MAX_SEEDS = 20
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """Build seeds: ``N`` (seeds 0..N-1), a range ``A-B`` or a list ``3,7``."""
+    try:
+        if "-" in text:
+            first, last = (int(v) for v in text.split("-"))
+            seeds = tuple(range(first, last + 1))
+        elif "," in text:
+            seeds = tuple(dict.fromkeys(int(v) for v in text.split(",")))
+        else:
+            seeds = tuple(range(int(text)))
+    except ValueError:
+        raise BadInputError(f"seeds {text!r} must be a count N, a range A-B or a list A,B,...") from None
+    if not 1 <= len(seeds) <= MAX_SEEDS or min(seeds) < 0:
+        raise BadInputError(f"seeds {text!r} must name 1 to {MAX_SEEDS} seeds, none negative")
+    return seeds
+
+
 def parse_positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:

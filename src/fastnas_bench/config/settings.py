@@ -51,6 +51,9 @@ class BenchSettings:
     ab_reference: Reference | None = None
     #: How much slower side B may be than side A before test_ab fails.
     ab_tolerance: float = AB_TOLERANCE
+    #: Build seeds: every variant is built with each for the accuracy verdicts (paired by seed);
+    #: latency is measured on seed 0's builds (a seed changes weights, not widths).
+    seeds: tuple[int, ...] = (0,)
 
     @property
     def ab_gates(self) -> int:
@@ -226,4 +229,5 @@ def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
         machine=machine,
         ab_reference=resolve_reference(opts["ab_reference"]) if opts.get("ab_reference") else None,
         ab_tolerance=opts["ab_tolerance"] if opts.get("ab_tolerance") is not None else AB_TOLERANCE,
+        seeds=tuple(opts.get("seeds") or (0,)),
     )

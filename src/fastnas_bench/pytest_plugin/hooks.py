@@ -28,6 +28,7 @@ from fastnas_bench.config.options import (
     parse_model,
     parse_positive_float,
     parse_profile,
+    parse_seeds,
 )
 from fastnas_bench.pytest_plugin.outcomes import VERDICT_PROPERTY
 from fastnas_bench.pytest_plugin.session import SESSION_KEY, BenchSession
@@ -78,6 +79,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--model", type=arg_type(parse_model), default=None, help="YOLOv8 scale: n, s, m, l, x")
     add("--weights", default=None, help="pretrained .pt to start from (default: train from YAML / profile)")
     add("--cache-dir", default=None, help="variant cache root (default: $FASTNAS_BENCH_CACHE or the user cache dir)")
+    add("--seeds", type=arg_type(parse_seeds), default=None,
+        help="build seeds: N (0..N-1), A-B or A,B,...: every variant is fine-tuned with each (the source is shared) "
+             "and the accuracy drops are judged paired by seed, their intervals widened by the builds' spread "
+             "(default: seed 0)")
     add("--rebuild-variants", action="store_true", help="rebuild cached variants and exports once this session")
     add("--update-baselines", action="store_true",
         help="record this run in the stored baselines with its gates' outcomes (a run that ran to its end, "

@@ -37,7 +37,8 @@ SESSION_KEY = pytest.StashKey["BenchSession"]()
 #: Option dests that make up the settings (see ``hooks.pytest_addoption``).
 SETTING_OPTIONS = ("gpu", "backends", "methods", "flops_target", "flops_targets", "latency_targets", "latency_backends",
                    "channel_divisors", "min_speedup", "max_map_drop", "max_recall_drop", "batch_sizes", "imgsz", "data",
-                   "model", "weights", "cache_dir", "rebuild_variants", "ab_reference", "ab_tolerance")
+                   "model", "weights", "cache_dir", "rebuild_variants", "ab_reference", "ab_tolerance",
+                   "seeds")
 
 
 @dataclass(frozen=True)
@@ -210,8 +211,9 @@ class BenchSession:
                       + (f", efficiency {r.efficiency:.2f}" if r.efficiency is not None else ""))
         if self.accuracy:
             first = next(iter(next(iter(self.accuracy.values())).values()))
+            seeds = f" and {first.builds} build seeds (paired by seed)" if first.builds > 1 else ""
             terminalreporter.write_sep("-", f"fastnas-bench: accuracy drop from the baseline (paired bootstrap over "
-                                            f"{first.images} val images, {first.resamples} draws)")
+                                            f"{first.images} val images{seeds}, {first.resamples} draws)")
             for name, drops in self.accuracy.items():
                 for drop in drops.values():
                     write(f"{name}: {drop.describe()}")

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from fastnas_bench import progress
+from fastnas_bench.compat.ultralytics import torch_cpu_threads
 from fastnas_bench.errors import BadInputError
+from fastnas_bench.host import cpu_threads
 from fastnas_bench.methods.base import PruneContext
 from fastnas_bench.methods.registry import get_method, get_method_class
 from fastnas_bench.variants.cache import ArtifactCache
@@ -25,22 +27,24 @@ from fastnas_bench.variants.splits import DataSplits, carve_search_split
 from fastnas_bench.variants.variant import MODEL_FILE, Variant
 from fastnas_bench.versions import BUILD, versions_of
 from fastnas_bench.yolo.models import describe_structure, load_model
-from fastnas_bench.yolo.train import build_log, finetune, train_source, validate
+from fastnas_bench.yolo.per_image import STATS_FILE
+from fastnas_bench.yolo.train import build_log, finetune, save_unfinetuned, train_source, validate
 
 log = logging.getLogger(__name__)
 
 
-def resolve_data(data: str, cache: ArtifactCache, seed: int = 0) -> DataSplits:
+def resolve_data(data: str, cache: ArtifactCache) -> DataSplits:
     """The select/report views of a dataset (see :mod:`fastnas_bench.variants.splits`).
 
-    ``generated`` is written into the cache; a local YAML is validated; names without a path that
+    ``generated`` is written into the cache (one dataset for every build seed: seeds vary training,
+    not the images a drop is measured on); a local YAML is validated; names without a path that
     Ultralytics knows (``coco128.yaml``) are resolved, and when online downloaded, by Ultralytics.
 
     Raises:
         BadInputError: for a bad path or a dataset Ultralytics cannot resolve (offline, say).
     """
     if data == GENERATED_PREFIX:
-        yaml_path: Path | str = generate_dataset(cache.root / "datasets", GeneratedDataConfig(seed=seed))
+        yaml_path: Path | str = generate_dataset(cache.root / "datasets", GeneratedDataConfig())
     else:
         path = Path(data).expanduser()
         if path.suffix not in {".yaml", ".yml"}:
@@ -80,7 +84,7 @@ def build_variant(
         rebuild: Rebuild this entry even if cached (``--rebuild-variants``). Only this entry: a
             caller that wants a fresh source too rebuilds it first.
     """
-    splits = resolve_data(spec.data, cache, spec.seed)
+    splits = resolve_data(spec.data, cache)
     # Every accuracy-driven choice (best epoch, FastNAS widths) sees the search split only.
     data = splits.select_yaml
     is_source = spec == spec.source()
@@ -99,7 +103,9 @@ def build_variant(
             "splits": {"train_images": splits.train_images, "search_images": splits.search_images,
                        "val_images": splits.val_images},
         }
-        with build_log(tmp / "logs" / "build.log"):
+        # Every core for Ultralytics' training, validation and FastNAS's score calls (it would take one
+        # fewer: on a 2-core machine half of it).
+        with build_log(tmp / "logs" / "build.log"), torch_cpu_threads(cpu_threads()):
             progress.report(f"building {spec.name} ({key}); cached after this run")
             if source is None:
                 best = train_source(spec, data, device, tmp / "train")
@@ -115,11 +121,13 @@ def build_variant(
                     meta["prune_notes"] = method.notes
                     if match is not None:
                         meta["matched_flops_ratio"] = match
-                best = finetune(model, spec, data, device, tmp / "train", constrain)
+                # No fine-tune (a damaged variant a test builds): the pruned network as it is.
+                best = (finetune(model, spec, data, device, tmp / "train", constrain) if spec.finetune_epochs else
+                        save_unfinetuned(model, source.weights, tmp / "unfinetuned.pt"))
             shutil.copyfile(best, tmp / MODEL_FILE)
             meta.update(describe_structure(load_model(tmp / MODEL_FILE)))
             progress.report(f"{spec.name}: validating on the held-out val split ({splits.val_images} images)")
-            meta.update(validate(tmp / MODEL_FILE, spec, splits.report_yaml, device, tmp / "val"))
+            meta.update(validate(tmp / MODEL_FILE, spec, splits.report_yaml, device, tmp / "val", tmp / STATS_FILE))
             if source is not None:
                 meta["flops_ratio"] = round(meta["gflops"] / source.gflops, 4)
                 meta["source_key"] = source.meta["key"]

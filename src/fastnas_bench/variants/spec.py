@@ -15,7 +15,7 @@ from pathlib import Path
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.keys import digest
 from fastnas_bench.methods.registry import METHOD_NAMES, get_method_class
-from fastnas_bench.variants.data import GENERATED_PREFIX
+from fastnas_bench.variants.data import GENERATED_PREFIX, GeneratedDataConfig
 from fastnas_bench.versions import BUILD, versions_of
 
 #: ``baseline`` (no pruning) and every pruning method.
@@ -117,7 +117,10 @@ class VariantSpec:
         epochs: Training epochs of the source model: from the YAML when ``weights`` is ``None``
             (must be ≥ 1), else on top of the weights (0 = use them as they are).
         batch: Training batch size.
-        seed: Seed for data generation and training.
+        seed: Build seed: the fine-tune's (and a pruning method's calibration order). The source
+            (pretrained weights, or the model trained from YAML that stands in for them) is one
+            for every seed, trained with seed 0, as is the generated dataset: seeds measure how
+            much a rebuild moves a variant, not a different starting point or test set.
         method: ``baseline`` or a pruning method name.
         flops_target: Upper bound on pruned/baseline FLOPs (pruning methods only).
         finetune_epochs: Fine-tuning epochs on top of the source model (after pruning, if any).
@@ -149,6 +152,11 @@ class VariantSpec:
         for name in ("epochs", "batch", "finetune_epochs", "channel_divisor"):
             if getattr(self, name) < (0 if name in ("epochs", "finetune_epochs") else 1):
                 raise BadInputError(f"{name} {getattr(self, name)} is out of range")
+        if self.seed < 0:
+            raise BadInputError(f"seed {self.seed} must be ≥ 0")
+        if self.seed and self.method == "baseline" and self.finetune_epochs == 0:
+            raise BadInputError(f"seed {self.seed}: the source is one for every seed; "
+                                "a seeded baseline needs fine-tune epochs")
         if self.weights is None and self.epochs < 1:
             raise BadInputError("epochs must be ≥ 1 when training the baseline from YAML")
         if self.weights is not None and Path(self.weights).suffix != ".pt":
@@ -185,9 +193,9 @@ class VariantSpec:
 
     def source(self) -> VariantSpec:
         """The trained (or pretrained) unpruned model that pruning starts from."""
-        # Pruning-only fields are reset so every variant of one source shares its entry.
+        # Pruning-only fields and the build seed are reset so every variant of one source shares its entry.
         return replace(self, method="baseline", flops_target=None, latency=None, finetune_epochs=0,
-                       channel_divisor=VariantSpec.channel_divisor)
+                       channel_divisor=VariantSpec.channel_divisor, seed=VariantSpec.seed)
 
     def baseline(self) -> VariantSpec:
         """The unpruned control: the source fine-tuned for the same epochs as the pruned variant.
@@ -195,7 +203,11 @@ class VariantSpec:
         Giving both the same training budget keeps the accuracy comparison about pruning, not
         about one model having trained longer.
         """
-        return replace(self.source(), finetune_epochs=self.finetune_epochs)
+        return replace(self.source(), finetune_epochs=self.finetune_epochs, seed=self.seed)
+
+    def with_seed(self, seed: int) -> VariantSpec:
+        """This variant built with another build seed (see ``seed``)."""
+        return replace(self, seed=seed)
 
     def to_dict(self) -> dict[str, object]:
         """Plain-JSON form of the spec."""
@@ -207,6 +219,9 @@ class VariantSpec:
         if spec["latency"] is None:
             del spec["latency"]  # added later: specs without one keep the keys they had
         blob = {"spec": spec, "pipeline": PIPELINE_VERSION, "versions": versions_of(BUILD),
+                # The generated dataset's parameters (its val split grew from 32 to 512 images):
+                # an entry holds its val figures, so another dataset is another entry.
+                **({"dataset": GeneratedDataConfig().key()} if self.data == GENERATED_PREFIX else {}),
                 # A method's first version adds nothing, so introducing a method keeps other keys stable.
                 **({"method_version": version} if (version := self.method_version) > 1 else {})}
         return f"{self.model}-{self.name}-{digest(blob)}"

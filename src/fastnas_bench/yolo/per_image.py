@@ -62,6 +62,34 @@ class PerImageStats:
             return cls(tuple(str(n) for n in z["images"]), **split)
 
 
+def keeping_validator(save_dir: Path, args: dict[str, Any]) -> Any:
+    """Ultralytics' ``DetectionValidator`` that keeps the per-image statistics of its last run
+    (:func:`kept_stats`) instead of only reducing them."""
+    from ultralytics.models.yolo.detect import DetectionValidator
+
+    class _Keeping(DetectionValidator):  # type: ignore[misc]
+        kept: dict[str, list[np.ndarray]] | None = None
+
+        def get_stats(self) -> dict[str, Any]:
+            # DetMetrics.process reduces and then the validator clears the per-image lists: copy them first.
+            self.kept = {key: list(self.metrics.stats[key]) for key in STAT_KEYS}
+            return dict(super().get_stats())
+
+    return _Keeping(save_dir=save_dir, args=args)
+
+
+def kept_stats(validator: Any) -> PerImageStats:
+    """The per-image statistics a :func:`keeping_validator` kept, images in the val loader's order."""
+    images = tuple(Path(f).name for f in validator.dataloader.dataset.im_files)
+    kept = validator.kept
+    if kept is None:
+        raise RuntimeError("Ultralytics' validation reduced no statistics (DetectionValidator.get_stats was not called)")
+    return PerImageStats(images, [np.asarray(t, dtype=bool) for t in kept["tp"]],
+                         [np.asarray(c, dtype=np.float32) for c in kept["conf"]],
+                         [np.asarray(c, dtype=np.float32) for c in kept["pred_cls"]],
+                         [np.asarray(c, dtype=np.float32) for c in kept["target_cls"]])
+
+
 def per_image_stats(weights: Path, data: Path, imgsz: int, device: str, out_dir: Path, *,
                     batch: int = 16) -> PerImageStats:
     """Validate ``weights`` (a checkpoint, or an ONNX export) on the val split of ``data`` as
@@ -73,52 +101,46 @@ def per_image_stats(weights: Path, data: Path, imgsz: int, device: str, out_dir:
     export: a checkpoint and its ONNX export see the same input tensors. Images come in the val loader's
     order (no shuffling), which is the order the validator matches them in.
     """
-    from ultralytics.models.yolo.detect import DetectionValidator
-
-    class _Keeping(DetectionValidator):  # type: ignore[misc]
-        kept: dict[str, list[np.ndarray]] | None = None
-
-        def get_stats(self) -> dict[str, Any]:
-            # DetMetrics.process reduces and then the validator clears the per-image lists: copy them first.
-            self.kept = {key: list(self.metrics.stats[key]) for key in STAT_KEYS}
-            return dict(super().get_stats())
-
-    validator = _Keeping(save_dir=out_dir, args={"model": str(weights), "data": str(data), "imgsz": imgsz,
-                                                 "batch": batch, "split": "val", "device": device, "plots": False,
-                                                 "verbose": False})
+    validator = keeping_validator(out_dir, {"model": str(weights), "data": str(data), "imgsz": imgsz, "batch": batch,
+                                            "split": "val", "device": device, "plots": False, "verbose": False})
     validator()
-    images = tuple(Path(f).name for f in validator.dataloader.dataset.im_files)
-    kept = validator.kept
-    if kept is None:
-        raise RuntimeError(f"Ultralytics' validation of {weights} reduced no statistics (DetectionValidator.get_stats "
-                           "was not called)")
-    return PerImageStats(images, [np.asarray(t, dtype=bool) for t in kept["tp"]],
-                         [np.asarray(c, dtype=np.float32) for c in kept["conf"]],
-                         [np.asarray(c, dtype=np.float32) for c in kept["pred_cls"]],
-                         [np.asarray(c, dtype=np.float32) for c in kept["target_cls"]])
+    return kept_stats(validator)
 
 
+#: The per-image statistics of the build's own validation, in the variant's entry.
 STATS_FILE = "val_stats.npz"
 
 
-def cached_per_image_stats(variant: Variant, cache: ArtifactCache, data: Path, device: str) -> PerImageStats:
-    """:func:`per_image_stats` of a built variant on the val split of ``data`` (a report YAML), computed
-    once per (weights, split, image size, device, torch and Ultralytics versions) and kept as a cache
-    entry."""
-    import shutil
-
+def stats_identity(data: Path, imgsz: int, device: str) -> str:
+    """What per-image statistics of one model depend on besides its weights: the split (a report YAML
+    and its val list), the image size, the device, torch and Ultralytics."""
     from fastnas_bench.keys import digest
-    from fastnas_bench.variants.variant import MODEL_FILE
     from fastnas_bench.versions import versions_of
 
     split = data.parent / "val.txt"
-    identity = {"model_sha256": variant.meta["files"][MODEL_FILE], "data": data.read_text(),
-                "val": split.read_text() if split.exists() else str(data), "imgsz": variant.spec.imgsz,
-                "device": device, "versions": versions_of(("torch", "ultralytics"))}
-    key = f"{variant.spec.model}-{variant.spec.name}-valstats-{digest(identity)}"
+    return digest({"data": data.read_text(), "val": split.read_text() if split.exists() else str(data), "imgsz": imgsz,
+                   "device": device, "versions": versions_of(("torch", "ultralytics"))})
+
+
+def cached_per_image_stats(variant: Variant, cache: ArtifactCache, data: Path, device: str) -> PerImageStats:
+    """:func:`per_image_stats` of a built variant on the val split of ``data`` (a report YAML): those its
+    build's validation kept where that validation is this one (same split, size, device and versions),
+    else computed once per (weights, that identity) and kept as a cache entry."""
+    import shutil
+
+    from fastnas_bench.compat.ultralytics import torch_cpu_threads
+    from fastnas_bench.host import cpu_threads
+    from fastnas_bench.keys import digest
+    from fastnas_bench.variants.variant import MODEL_FILE
+
+    identity = stats_identity(data, variant.spec.imgsz, device)
+    if variant.meta.get("val_stats_identity") == identity and (variant.path / STATS_FILE).is_file():
+        return PerImageStats.load(variant.path / STATS_FILE)
+    key = f"{variant.spec.model}-{variant.spec.name}-valstats-{digest({'model': variant.meta['files'][MODEL_FILE], 'identity': identity})}"
 
     def builder(tmp: Path) -> dict[str, Any]:
-        stats = per_image_stats(variant.weights, data, variant.spec.imgsz, device, tmp / "val")
+        with torch_cpu_threads(cpu_threads()):  # every core, as the build's own validation had
+            stats = per_image_stats(variant.weights, data, variant.spec.imgsz, device, tmp / "val")
         shutil.rmtree(tmp / "val", ignore_errors=True)  # only the stats are kept
         stats.save(tmp / STATS_FILE)
         return {"variant_key": variant.meta["key"], "images": len(stats.images)}
