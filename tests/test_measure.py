@@ -222,7 +222,9 @@ def test_injected_slowdown_names_backend_and_variant(monkeypatch: pytest.MonkeyP
     wall, cpu = time.perf_counter(), time.process_time()
     slowed()
     assert time.perf_counter() - wall >= 0.075
-    assert time.process_time() - cpu >= 0.02
+    # 25 ms of burning: CPU time, not sleep. A loaded machine gives the burn only its share of a core
+    # (13 ms of 25 with a two-thread build running beside it), so ask for 40%.
+    assert time.process_time() - cpu >= 0.01
 
 
 def test_a_backend_named_on_a_gpu_run_fails_instead_of_skipping(pytester: pytest.Pytester) -> None:
