@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("methods.registry", "backends.registry"),
     ("variants.data", "variants.splits"),
     ("variants.spec",),
+    ("variants.remote",),
     ("variants.profiles", "variants.cache", "variants.variant"),
     ("yolo.models", "traceable"),
     ("yolo.stock", "yolo.stock_probe", "yolo.export", "yolo.train", "yolo.per_image"),

@@ -6,6 +6,9 @@ renamed into place, so a crash, Ctrl-C or failed build never leaves a half-writt
 final name. A :class:`filelock.FileLock` per key makes concurrent processes build an entry once;
 the others wait and then read it. An entry whose files do not match their checksums is moved
 aside with a warning and rebuilt, never silently used.
+
+Opened at an fsspec URL (``s3://bucket/prefix``), the cache is a local read-through directory in front of a
+shared store of immutable entries that runners fill and read in turn (:mod:`fastnas_bench.variants.remote`).
 """
 
 from __future__ import annotations
@@ -24,14 +27,15 @@ from typing import Any
 from filelock import FileLock
 from platformdirs import user_cache_dir
 
+from fastnas_bench import progress
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.fsutil import atomic_directory
-from fastnas_bench.keys import sha256_file
+from fastnas_bench.keys import digest, sha256_file
+from fastnas_bench.variants.remote import META_NAME, RemoteStore, is_url
 
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "FASTNAS_BENCH_CACHE"
-META_NAME = "meta.json"
 
 #: Builds an entry's artifacts into the given (empty, temporary) directory and returns the
 #: metadata to store; the cache adds the ``files`` checksums.
@@ -39,8 +43,9 @@ Builder = Callable[[Path], dict[str, Any]]
 
 
 def default_cache_root() -> Path:
-    """``$FASTNAS_BENCH_CACHE`` if set, else the per-user cache directory."""
-    return Path(os.environ.get(CACHE_ENV) or user_cache_dir("fastnas-bench"))
+    """``$FASTNAS_BENCH_CACHE`` if set to a directory, else the per-user cache directory."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env and not is_url(env) else Path(user_cache_dir("fastnas-bench"))
 
 
 def _checksums(directory: Path) -> dict[str, str]:
@@ -56,13 +61,16 @@ class ArtifactCache:
 
     Args:
         root: Cache directory; created if missing.
+        remote: A shared store ``root`` reads through: entries missing here are downloaded from it, or
+            built once among its runners and published to it.
 
     Raises:
         BadInputError: if ``root`` cannot be created or written.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, remote: RemoteStore | None = None) -> None:
         self.root = Path(root).expanduser()
+        self.remote = remote
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-")
@@ -89,7 +97,9 @@ class ArtifactCache:
         problem = self._verify(entry)
         if problem is None:
             return json.loads((entry / META_NAME).read_text())
-        warnings.warn(f"cache entry {entry} is corrupt ({problem}); rebuilding it", stacklevel=2)
+        message = f"cache entry {entry} is corrupt ({problem}); rebuilding it"
+        warnings.warn(message, stacklevel=2)
+        progress.report(message)  # the warning alone surfaces only in pytest's end-of-run summary
         self._discard(entry)
         return None
 
@@ -97,13 +107,16 @@ class ArtifactCache:
         """Return the entry's metadata, building it first if it is absent, corrupt or ``rebuild``.
 
         Only one process builds a given key at a time; the others block on the lock and then
-        read the finished entry.
+        read the finished entry. With a remote store, a missing entry is first looked for there.
         """
         with self.lock(key):
             if rebuild and self.path(key).exists():
                 self._discard(self.path(key))
             meta = self.read(key)
-            if meta is None:
+            if meta is None and self.remote is not None:
+                meta = self.remote.get_or_build(key, self.path(key), lambda: self._build(key, builder),
+                                                rebuild=rebuild)
+            elif meta is None:
                 meta = self._build(key, builder)
             return meta
 
@@ -141,7 +154,15 @@ class ArtifactCache:
 
 
 def ensure_cache_root(value: str | Path | None) -> ArtifactCache:
-    """Open the cache at ``value`` or the default root; errors name the directory."""
+    """Open the cache at ``value`` (a directory or an fsspec URL), else at ``$FASTNAS_BENCH_CACHE``, else the
+    per-user cache directory; errors name the directory or URL.
+
+    A URL's local read-through directory is ``<default root>/remote/<digest of the URL>``.
+    """
+    location = value if value is not None else os.environ.get(CACHE_ENV)
+    if isinstance(location, str) and is_url(location):
+        remote = RemoteStore.open(location)
+        return ArtifactCache(default_cache_root() / "remote" / digest(remote.url), remote=remote)
     if value is not None and Path(value).exists() and not Path(value).is_dir():
         raise BadInputError(f"cache dir {value} exists and is not a directory")
     return ArtifactCache(Path(value) if value is not None else default_cache_root())
