@@ -92,10 +92,28 @@ def test_fastnas_prune_reaches_its_target_with_a_cheap_score(tiny_dataset: Path,
     spec = VariantSpec(imgsz=IMGSZ, batch=4, method="fastnas", flops_target=0.66, finetune_epochs=1, channel_divisor=16)
     ctx = PruneContext(spec=spec, data_yaml=splits.select_yaml, device="cpu", work_dir=tmp_path / "work",
                        cache_root=tmp_path / "cache", source_sha256="0" * 64)
+    import warnings
+
+    from fastnas_bench.methods import fastnas
+
+    recalibrated: list[int] = []
+    real = fastnas.recalibrate_batchnorm
+
+    def counting(net: torch.nn.Module, batches: list) -> None:
+        recalibrated.append(len(batches))
+        real(net, batches)
+
     method = FastNAS(score=cheap_score, calib_batches=2)
-    pruned = method.prune(source, ctx)
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mp.setattr(fastnas, "recalibrate_batchnorm", counting)
+        pruned = method.prune(source, ctx)
     assert model_gflops(pruned) / model_gflops(source) <= 0.66
     assert method.notes["score_calls"] > 1
+    # Every candidate is scored with its own BatchNorm statistics, never with modelopt's stale ones
+    # (it would warn that its queue is not filled).
+    assert recalibrated == [2] * method.notes["score_calls"]
+    assert not [w for w in caught if "queue not filled" in str(w.message)]
     assert not any(type(m).__name__.startswith("Dynamic") for m in pruned.modules())
     with torch.inference_mode():
         assert pruned.eval()(x)[0].shape == reference.shape

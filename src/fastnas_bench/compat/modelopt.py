@@ -29,6 +29,9 @@ RELIED_ON = (
     ("modelopt.torch.prune.fastnas", "FastNASConfig"),
     # The searcher FastNAS runs; its ``default_state_dict`` names what the search checkpoint holds.
     ("modelopt.torch.prune.fastnas", "BinarySearcher.default_state_dict"),
+    # BatchNorm recalibration of a sampled subnet (see ``recalibrate_batchnorm``).
+    ("modelopt.torch.nas.patch", "prep_for_eval"),
+    ("modelopt.torch.nas.autonas", "MODELOPT_QUEUE_MAXLEN"),
 )
 
 #: Key of the FastNAS searcher's state dict (and so of its search checkpoint) holding the
@@ -127,6 +130,34 @@ def widths_selected(net: Any, widths: Mapping[str, int]) -> Iterator[None]:
         yield
     finally:
         set_widths(net, full)
+
+
+def recalibrate_batchnorm(net: Any, batches: Sequence[Any]) -> None:
+    """Recompute the BatchNorm statistics of ``net``'s current subnet from ``batches`` (each one forward
+    input), by modelopt's own ``prep_for_eval``: statistics reset, a momentum-free average over the
+    batches, eval mode.
+
+    modelopt recalibrates a sampled subnet by itself only from its data queue, and only once the
+    queue holds ``MODELOPT_QUEUE_MAXLEN`` (50) batches; with fewer it warns ("modelopt data queue not
+    filled!") and scores the candidate with the statistics of the last calibration. Calling this
+    before each score makes the calibration explicit and independent of the queue's length.
+    """
+    import torch
+    from modelopt.torch.nas.patch import prep_for_eval
+
+    def forward_loop(model: Any) -> None:
+        with torch.no_grad():
+            for batch in batches:
+                model(batch)
+
+    prep_for_eval(net, forward_loop)
+
+
+def calibration_queue_length() -> int:
+    """Batches modelopt's own calibration queue must hold before it recalibrates a subnet by itself."""
+    from modelopt.torch.nas.autonas import MODELOPT_QUEUE_MAXLEN
+
+    return int(MODELOPT_QUEUE_MAXLEN)
 
 
 def is_dynamic(model: Any) -> bool:

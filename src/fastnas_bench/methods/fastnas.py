@@ -23,7 +23,12 @@ from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 
 from fastnas_bench import progress
-from fastnas_bench.compat.modelopt import is_dynamic, is_unreachable_constraint_error, read_sensitivity_map
+from fastnas_bench.compat.modelopt import (
+    is_dynamic,
+    is_unreachable_constraint_error,
+    read_sensitivity_map,
+    recalibrate_batchnorm,
+)
 from fastnas_bench.compat.ultralytics import map50_95
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.methods._lib.latency_match import prune_to_latency
@@ -36,12 +41,11 @@ from fastnas_bench.yolo.models import REPORT_IMGSZ, model_gflops
 
 log = logging.getLogger(__name__)
 
-# modelopt fills its BatchNorm calibration queue only up to this many batches and recalibrates a
-# candidate only when the queue is full; fewer batches would silently keep stale statistics. 12
-# batches of 8 are one pass over the generated dataset's 96 training images: the batches are
-# letterboxed without augmentation, so a second pass repeats the same images and adds nothing to
-# modelopt's cumulative (momentum-free) average. The 50 used before cost 4x the forward passes for
-# the same statistics: a third of a cold cpu-profile run's FastNAS search.
+# Every candidate's BatchNorm statistics are recomputed before it is scored (``recalibrate_batchnorm``)
+# from these batches: 12 of 8 are one pass over the generated dataset's 96 training images. They are
+# letterboxed without augmentation, so a second pass would repeat the same images and add nothing to
+# the momentum-free average. (Left to itself, modelopt recalibrates only from a queue of 50 batches,
+# i.e. 4 passes here at 4x the cost; with a shorter queue it silently scores stale statistics.)
 CALIB_BATCHES = 12
 # BatchNorm statistics averaged over batches keep only within-batch variance: with 2 images a batch
 # they came out far too small and a 0.21-mAP model scored 0.02 after recalibration. 8 restores it.
@@ -119,6 +123,18 @@ class _MapScore:
         return map50_95(self.validator(model=_UnfusedView(model)))  # type: ignore[arg-type]
 
 
+class _Recalibrated:
+    """A score of the candidate with its own BatchNorm statistics, not those of the last one calibrated."""
+
+    def __init__(self, score: Callable[[nn.Module], float], batches: list[torch.Tensor]) -> None:
+        self.score = score
+        self.batches = batches
+
+    def __call__(self, model: nn.Module) -> float:
+        recalibrate_batchnorm(model, self.batches)
+        return self.score(model)
+
+
 class _CountedScore:
     """Counts and reports score calls, and keeps the unpruned network's score (modelopt's first call)."""
 
@@ -140,7 +156,7 @@ class _CountedScore:
 class FastNAS(PruneMethod):
     """modelopt FastNAS under a FLOPs constraint, scored by mAP50-95 on the search split."""
 
-    version = 5  # 5: BatchNorm calibration over one pass of the training split (12 batches)
+    version = 6  # 6: every candidate recalibrated explicitly before its score, one pass of the training split
     budget = "either"
 
     def __init__(self, score: Callable[[PruneContext], Callable[[nn.Module], float]] | None = None,
@@ -158,8 +174,8 @@ class FastNAS(PruneMethod):
 
     def prune(self, model: DetectionModel, ctx: PruneContext) -> DetectionModel:
         spec = ctx.spec
-        score = _CountedScore(self._make_score(ctx))
         calibration = _calibration_batches(ctx, self.calib_batches)
+        score = _CountedScore(_Recalibrated(self._make_score(ctx), calibration))
         if spec.latency is not None:
             pruned, notes = prune_to_latency(
                 lambda target: self._prune_to_flops(model, ctx, target, score, calibration), model, ctx, self.notes)
@@ -320,6 +336,7 @@ def search_checkpoint(ctx: PruneContext, calib_batches: int) -> Path:
     Keyed by the source weights' checksum, so a rebuilt source never meets a stale sensitivity map,
     and by what else changes the scores: divisor, image size and BatchNorm calibration.
     """
-    calib = f"calib{calib_batches}x{CALIB_BATCH_SIZE}"
+    # "r": each candidate recalibrated before its score (maps made before were scored on stale statistics).
+    calib = f"calib{calib_batches}x{CALIB_BATCH_SIZE}r"
     name = f"fastnas-{ctx.source_sha256[:16]}-div{ctx.spec.channel_divisor}-{ctx.spec.imgsz}px-{calib}"
     return ctx.cache_root / "search" / name / "fastnas_search.pth"

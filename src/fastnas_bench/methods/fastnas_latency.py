@@ -61,7 +61,7 @@ class LatencyAwareFastNAS(PruneMethod):
     """FastNAS's sensitivity map under a measured latency budget (knapsack over a latency table)."""
 
     budget = "latency"
-    version = 4  # 4: the sensitivity map with one-pass BatchNorm calibration
+    version = 5  # 5: the sensitivity map of explicitly recalibrated candidates
 
     def __init__(self, calib_batches: int = CALIB_BATCHES) -> None:
         super().__init__()
