@@ -36,6 +36,7 @@ RELIED_ON = (
     ("ultralytics.models.yolo.detect", "DetectionTrainer"),
     ("ultralytics.models.yolo.detect", "DetectionValidator"),
     ("ultralytics.utils.torch_utils", "ModelEMA"),
+    ("ultralytics.utils.torch_utils", "unwrap_model"),
     ("ultralytics.utils.metrics", "DetMetrics.keys"),
     ("ultralytics.engine.exporter", "Exporter"),
     ("ultralytics.utils.nms", "non_max_suppression"),
@@ -131,6 +132,13 @@ def torch_cpu_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         torch_utils.NUM_THREADS = saved
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The network inside a DDP / DataParallel wrapper (the module itself where it is not wrapped)."""
+    from ultralytics.utils.torch_utils import unwrap_model as unwrap
+
+    return unwrap(model)  # type: ignore[no-any-return]
 
 
 def ema_module(trainer: Any) -> nn.Module | None:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from fastnas_bench import progress
-from fastnas_bench.compat.ultralytics import coco_size_ap_key, detection_trainer_for, ema_module
+from fastnas_bench.compat.ultralytics import coco_size_ap_key, detection_trainer_for, ema_module, unwrap_model
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.variants.spec import VariantSpec
 from fastnas_bench.yolo.per_image import keeping_validator, kept_stats, stats_identity
@@ -97,7 +97,9 @@ def finetune(
     if constrain is not None:
 
         def reapply(tr: Any) -> None:
-            constrain(tr.model)
+            # Under DDP the trainer's model is wrapped (parameter names gain "module."): constrain the
+            # network itself, whose names the method's masks use.
+            constrain(unwrap_model(tr.model))
             ema = ema_module(tr)
             if ema is not None:
                 constrain(ema)
