@@ -91,6 +91,8 @@ def test_accuracy_verdicts_fail_a_damaged_variant(baseline_variant: Variant, art
     from fastnas_bench.verdicts.outcome import Outcome
     from fastnas_bench.yolo.per_image import cached_per_image_stats
 
+    if not bench_settings.self_checks:
+        pytest.skip("a check of the verdicts themselves (builds an extra variant, ~45 s): run with --self-checks, as CI does")
     _judgeable(baseline_variant, bench_settings)
     judged = paired_accuracy(fastnas_name)["map50_95"]
     damaged = build_variant(replace(bench_settings.variants[fastnas_name], **DAMAGED), artifact_cache,  # type: ignore[arg-type]

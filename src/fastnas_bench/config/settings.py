@@ -54,6 +54,8 @@ class BenchSettings:
     #: Build seeds: every variant is built with each for the accuracy verdicts (paired by seed);
     #: latency is measured on seed 0's builds (a seed changes weights, not widths).
     seeds: tuple[int, ...] = (0,)
+    #: Run the checks that the verdicts can fail (``--self-checks``).
+    self_checks: bool = False
 
     @property
     def ab_gates(self) -> int:
@@ -230,4 +232,5 @@ def resolve_settings(opts: dict[str, Any]) -> BenchSettings:
         ab_reference=resolve_reference(opts["ab_reference"]) if opts.get("ab_reference") else None,
         ab_tolerance=opts["ab_tolerance"] if opts.get("ab_tolerance") is not None else AB_TOLERANCE,
         seeds=tuple(opts.get("seeds") or (0,)),
+        self_checks=bool(opts.get("self_checks")),
     )

@@ -83,6 +83,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="build seeds: N (0..N-1), A-B or A,B,...: every variant is fine-tuned with each (the source is shared) "
              "and the accuracy drops are judged paired by seed, their intervals widened by the builds' spread "
              "(default: seed 0)")
+    add("--self-checks", action="store_true",
+        help="also run the checks that the verdicts can fail (a damaged variant must fail the accuracy drops); "
+             "CI runs them, a normal run skips them saying so")
     add("--rebuild-variants", action="store_true", help="rebuild cached variants and exports once this session")
     add("--update-baselines", action="store_true",
         help="record this run in the stored baselines with its gates' outcomes (a run that ran to its end, "

@@ -38,7 +38,7 @@ SESSION_KEY = pytest.StashKey["BenchSession"]()
 SETTING_OPTIONS = ("gpu", "backends", "methods", "flops_target", "flops_targets", "latency_targets", "latency_backends",
                    "channel_divisors", "min_speedup", "max_map_drop", "max_recall_drop", "batch_sizes", "imgsz", "data",
                    "model", "weights", "cache_dir", "rebuild_variants", "ab_reference", "ab_tolerance",
-                   "seeds")
+                   "seeds", "self_checks")
 
 
 @dataclass(frozen=True)
