@@ -64,12 +64,14 @@ PROFILES: dict[str, Profile] = {
             bench_imgsz=640,
             batch_sizes=(1,),
             min_speedup=1.1,
-            # One-sided 95% upper prediction bounds for one more build of unchanged code, from 5 seeds of
-            # baseline and fastnas66 on the 512 held-out val images (README, "Build-to-build spread"):
-            # mAP50-95 drop mean 0.0283, sd 0.0056 -> 0.0415; recall@0.25 drop mean 0.0450, sd 0.0055
-            # -> 0.0578. A change that makes pruning lose more than rebuilds do fails.
-            max_map_drop=0.042,
-            max_recall_drop=0.058,
+            # From 5 seeds of baseline and fastnas66 on the 512 held-out val images (README, "Build-to-build
+            # spread"): the one-sided 95% prediction bound for one more build's drop (mAP50-95 mean
+            # 0.0283, sd 0.0056 -> 0.0415; recall@0.25 mean 0.0450, sd 0.0055 -> 0.0578), plus the
+            # drop interval's half-width at 512 images (0.0073, 0.0135): a verdict passes only when its
+            # whole interval lies under the bound, so unchanged code passes in about 95% of builds
+            # instead of reading undecided (3 of 10 verdicts over seeds 0-4 at the bare prediction bound).
+            max_map_drop=0.049,
+            max_recall_drop=0.072,
         ),
         Profile(
             name="cpu-m",
