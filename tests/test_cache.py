@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_processes
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.variants.cache import META_NAME, ArtifactCache, ensure_cache_root
 
@@ -82,11 +83,7 @@ def test_concurrent_processes_build_once(tmp_path: Path) -> None:
     log = tmp_path / "log.txt"
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_slow_build, args=(str(tmp_path / "c"), str(log))) for _ in range(3)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    run_processes(procs, 60)
     assert log.read_text().count("built") == 1
     assert ArtifactCache(tmp_path / "c").read("shared") is not None
 

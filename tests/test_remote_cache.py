@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from conftest import run_processes
 from fastnas_bench import progress
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.variants import remote
@@ -131,11 +132,7 @@ def test_two_runner_processes_build_once_and_the_second_downloads(s3_url: str, t
     procs = [ctx.Process(target=_process_runner, args=(s3_url, str(tmp_path / f"runner{i}"), str(build_log),
                                                        str(tmp_path / f"progress{i}.txt"), barrier, 0.2 * i))
              for i in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+    run_processes(procs, 120)
     assert build_log.read_text().count("built") == 1
     metas = [(tmp_path / f"runner{i}" / "shared" / META_NAME).read_bytes() for i in range(2)]
     assert metas[0] == metas[1] and json.loads(metas[0])["files"]["model.pt"]
@@ -208,7 +205,10 @@ def test_a_live_lease_makes_a_runner_wait_then_read(s3_url: str, tmp_path: Path,
     got: dict[str, Any] = {}
     waiter = threading.Thread(target=lambda: got.update(_runner(s3_url, tmp_path / "waiter").get_or_build("k", _never)))
     waiter.start()
-    time.sleep(0.5)
+    # Publish only once the waiter has said it waits: on a loaded machine its first look may come late.
+    deadline = time.monotonic() + 20
+    while not any("waiting for elsewhere:1:abc" in line for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not got  # still waiting on the other runner's lease
     # The lease holder finishes: its entry, built elsewhere, is published.
     ArtifactCache(tmp_path / "holder").get_or_build("k", _builder([]))

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastnas_bench.config.options import (
     arg_type,
@@ -23,6 +24,11 @@ from fastnas_bench.config.settings import LATENCY_BACKEND_DEFAULT, latency_machi
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.variants.profiles import PROFILES
 from fastnas_bench.verdicts.outcome import AB_TOLERANCE
+
+if TYPE_CHECKING:  # torch-free at import: the CLI parses arguments before loading anything heavy
+    from fastnas_bench.variants.cache import ArtifactCache
+    from fastnas_bench.variants.spec import VariantSpec
+    from fastnas_bench.variants.variant import Variant
 
 log = logging.getLogger("fastnas_bench")
 
@@ -60,21 +66,23 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seed_table(variants: dict, rows: dict, seeds: tuple[int, ...], cache, device: str) -> None:  # type: ignore[no-untyped-def]
+def _seed_table(variants: dict[str, VariantSpec], rows: dict[tuple[str, int], Variant], seeds: tuple[int, ...],
+                cache: ArtifactCache, device: str) -> None:
     """Per variant, the build-to-build spread of its accuracy and of its drop from the baseline of the
     same seed, on the held-out val split, with the one-sided bound a profile may take from it."""
     from fastnas_bench.variants.build import resolve_data
-    from fastnas_bench.verdicts.accuracy import BOUND_CONFIDENCE, build_spread, metrics_of_stats
+    from fastnas_bench.verdicts.accuracy import BOUND_CONFIDENCE, METRICS, build_spread, metrics_of_stats
     from fastnas_bench.yolo.per_image import cached_per_image_stats
 
     data = resolve_data(next(iter(variants.values())).data, cache).report_yaml
-    figures = {key: metrics_of_stats(cached_per_image_stats(v, cache, data, device)) for key, v in rows.items()}
+    stats = {key: cached_per_image_stats(v, cache, data, device) for key, v in rows.items()}
+    figures = {key: metrics_of_stats(s) for key, s in stats.items()}
     print(f"\nbuild-to-build spread over seeds {','.join(map(str, seeds))} on the held-out val split "
-          f"({figures['baseline', seeds[0]]['images']:.0f} "
-          f"images); bound: one-sided {BOUND_CONFIDENCE:.0%} upper prediction bound for one more build")
+          f"({len(stats['baseline', seeds[0]].images)} images); bound: one-sided {BOUND_CONFIDENCE:.0%} upper "
+          "prediction bound for one more build")
     print(f"{'variant':<36} {'metric':<15} {'mean':>8} {'sd':>8} {'drop mean':>10} {'drop sd':>8} {'drop bound':>10}")
     for name in variants:
-        for metric in ("map50_95", "map50", "recall_at_conf"):
+        for metric in METRICS:
             values = [figures[name, s][metric] for s in seeds]
             level = build_spread(values)
             line = f"{name:<36} {metric:<15} {level.mean:>8.4f} {level.sd:>8.4f}"

@@ -47,7 +47,8 @@ METRICS = ("map50_95", "map50", "recall_at_conf")
 
 def metrics_of(tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, target_cls: np.ndarray) -> dict[str, float]:
     """mAP50-95, mAP50 (Ultralytics' ``ap_per_class``, means over the classes with ground truth) and
-    recall at :data:`RECALL_CONF` and IoU 0.5 (mean over the same classes)."""
+    recall at :data:`RECALL_CONF` and IoU 0.5 (mean over the same classes) of pooled prediction rows:
+    the reference the bootstrap's weighted draws (:class:`_Packed`) are tested against."""
     from ultralytics.utils.metrics import ap_per_class
 
     if target_cls.size == 0:
@@ -61,8 +62,8 @@ def metrics_of(tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, target_cl
 
 
 def metrics_of_stats(stats: PerImageStats) -> dict[str, float]:
-    """:func:`metrics_of` one validation on all its images, and their count (``images``)."""
-    return {**_Packed(stats).everything(), "images": float(len(stats.images))}
+    """The :data:`METRICS` of one validation on all its images."""
+    return _Packed(stats).everything()
 
 
 class _Packed:
