@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,38 +59,6 @@ def lines(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(progress, "_sink", progress._sink)  # registers the restore
     progress.set_sink(captured.append)
     return captured
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A real S3 HTTP endpoint on 127.0.0.1, shared by the session's tests (each uses its own bucket)."""
-    pytest.importorskip("s3fs", reason="s3fs is not installed (pip install 'fastnas-bench[test]')")
-    server_module = pytest.importorskip("moto.server", reason="moto[server] is not installed "
-                                        "(pip install 'fastnas-bench[test]')")
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3_url(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh bucket on the endpoint; s3fs reaches it through AWS_ENDPOINT_URL (honoured by botocore ≥ 1.31)."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    # No profile or config of the machine's user may change where requests go or how they are signed.
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    import fsspec
-
-    bucket = f"cache-{uuid.uuid4().hex[:12]}"
-    fsspec.filesystem("s3", skip_instance_cache=True).mkdir(bucket)
-    return f"s3://{bucket}/runs"
 
 
 @pytest.fixture

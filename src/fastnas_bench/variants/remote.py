@@ -24,8 +24,6 @@ import json
 import os
 import re
 import socket
-import tempfile
-import threading
 import time
 import uuid
 import warnings
@@ -36,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastnas_bench import progress
 from fastnas_bench.errors import BadInputError
+from fastnas_bench.fsurl import create_only, library_errors, one_line, open_url, probe
 from fastnas_bench.fsutil import atomic_directory
 from fastnas_bench.keys import sha256_file
 
@@ -54,10 +53,7 @@ DEFAULT_POLL_S = 10.0
 # A waiting runner says so at its first poll, then once a minute rather than at every poll.
 WAIT_REPORT_EVERY_S = 60.0
 
-_DIRECTORY_PROTOCOLS = frozenset({"file", "local", "memory"})
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-# MemoryFileSystem's store is this process's own; this lock makes its exists-then-write create-only.
-_memory_lock = threading.Lock()
 
 
 def is_url(value: str) -> bool:
@@ -125,7 +121,7 @@ class RemoteStore:
         self.base = base.rstrip("/")
         self.lease_ttl_s = lease_ttl_s
         self.poll_s = poll_s
-        self._errors = _library_errors(fs)
+        self._errors = library_errors(fs)
 
     @classmethod
     def open(cls, url: str, *, lease_ttl_s: float | None = None, poll_s: float | None = None) -> RemoteStore:
@@ -136,20 +132,13 @@ class RemoteStore:
                 bucket or directory, refused credentials or an endpoint that does not answer.
         """
         url = url.rstrip("/")
-        import fsspec  # ~0.2 s of asyncio: only runs with a URL cache pay it
-
-        try:
-            fs, base = fsspec.core.url_to_fs(url, **_storage_options(url))
-        except ImportError as e:  # fsspec names the package: "Install s3fs to access S3"
-            raise BadInputError(f"cache {url}: {_one_line(e)} (pip install 'fastnas-bench[s3]')") from None
-        except ValueError as e:  # "Protocol not known: foo"
-            raise BadInputError(f"cache {url}: {_one_line(e)}") from None
+        fs, base = open_url(url, "cache")
         if lease_ttl_s is None:
             lease_ttl_s = _env_s(LEASE_TTL_ENV, DEFAULT_LEASE_TTL_S)
         if poll_s is None:
             poll_s = _env_s(LEASE_POLL_ENV, DEFAULT_POLL_S)
         store = cls(url, fs, base, lease_ttl_s=lease_ttl_s, poll_s=poll_s)
-        store._probe()
+        probe(fs, base, url, "cache")
         return store
 
     def name(self, key: str) -> str:
@@ -225,7 +214,7 @@ class RemoteStore:
                 self.fs.put_file(str(local / name), self.blob_path(key, sha256))
             created = create_only(self.fs, self.manifest_path(key), manifest)
         except self._errors as e:
-            _warn(f"could not publish {key} to {self.url} ({type(e).__name__}: {_one_line(e)}); "
+            _warn(f"could not publish {key} to {self.url} ({type(e).__name__}: {one_line(e)}); "
                   "this run uses its local entry")
             return False
         progress.report(f"published {key} to {self.url}" if created else
@@ -264,7 +253,7 @@ class RemoteStore:
         except FileNotFoundError:
             raise _Unusable(f"missing {name}") from None
         except self._errors as e:
-            raise _Unusable(f"{name} could not be downloaded: {type(e).__name__}: {_one_line(e)}") from None
+            raise _Unusable(f"{name} could not be downloaded: {type(e).__name__}: {one_line(e)}") from None
         if sha256_file(target) != sha256:
             raise _Unusable(f"checksum mismatch in {name}")
 
@@ -308,101 +297,6 @@ class RemoteStore:
         except FileNotFoundError:
             return None
 
-    def _probe(self) -> None:
-        """Fail now and name the URL, rather than at the first build with a traceback."""
-        try:
-            if _protocols(self.fs) & _DIRECTORY_PROTOCOLS:
-                self.fs.makedirs(self.base, exist_ok=True)
-            else:
-                # The bucket, not the prefix: a new prefix is empty, and S3 reports an empty prefix as missing.
-                # Its HEAD needs s3:ListBucket, which reading also needs (without it a missing manifest is a 403).
-                self.fs.info(self.base.split("/", 1)[0])
-        except FileNotFoundError:
-            raise BadInputError(f"cache {self.url}: bucket or directory not found") from None
-        except PermissionError as e:
-            raise BadInputError(f"cache {self.url}: access denied, check the credentials or permissions "
-                                f"({_one_line(e)})") from None
-        except self._errors as e:
-            raise BadInputError(f"cache {self.url} cannot be opened: {type(e).__name__}: {_one_line(e)}") from None
-
-
-def create_only(fs: AbstractFileSystem, path: str, data: bytes) -> bool:
-    """Write ``data`` to ``path`` unless something is there; returns whether this call created it.
-
-    ``data`` must not be empty: s3fs writes an empty file with a plain ``touch``, unconditionally.
-    """
-    if not data:
-        raise ValueError(f"create_only({path!r}) needs content")
-    protocols = _protocols(fs)
-    if protocols & {"s3", "s3a"}:
-        # s3fs sends an "xb" file as PutObject with If-None-Match: * (S3File.commit, s3fs 2026.9.0 core.py:2800),
-        # which S3 settles atomically; the loser's 412 PreconditionFailed becomes FileExistsError
-        # (translate_boto_error, s3fs/errors.py:146).
-        try:
-            with fs.open(path, "xb") as f:
-                f.write(data)
-        except FileExistsError:
-            return False
-        return True
-    if protocols & {"file", "local"}:
-        return _link_into_place(Path(path), data)
-    if "memory" in protocols:
-        # MemoryFileSystem's "xb" is exists()-then-write (memory.py _open): atomic only under a lock.
-        with _memory_lock:
-            if fs.exists(path):
-                return False
-            fs.pipe_file(path, data)
-        return True
-    # Any other backend: fsspec documents "x" as optional and possibly unchecked, so the check and the write
-    # are two steps. Two runners within that gap both write the manifest, the later one wins and every blob
-    # both name is published: a reader still gets one complete entry.
-    if fs.exists(path):
-        return False
-    fs.pipe_file(path, data)
-    return True
-
-
-def _link_into_place(path: Path, data: bytes) -> bool:
-    # open(path, "xb") (O_EXCL) is create-only, but a reader could see the file before its bytes; a hard link
-    # to a complete temporary file appears whole or not at all, and link() fails if the name exists (also NFS).
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(tmp)
-    return True
-
-
-def _protocols(fs: AbstractFileSystem) -> set[str]:
-    protocol = fs.protocol
-    return {protocol} if isinstance(protocol, str) else set(protocol)
-
-
-def _storage_options(url: str) -> dict[str, Any]:
-    protocol = url.split("://", 1)[0]
-    if protocol in ("s3", "s3a"):
-        # A fresh client reads the endpoint and credentials now (AWS_ENDPOINT_URL, AWS_*); a listing cache
-        # would hide other runners' manifests and leases from a poll.
-        return {"skip_instance_cache": True, "use_listings_cache": False}
-    if protocol in ("file", "local"):
-        return {"auto_mkdir": True}  # put_file into <key>/blobs/ creates the directories
-    return {}
-
-
-def _library_errors(fs: AbstractFileSystem) -> tuple[type[Exception], ...]:
-    """What the backend raises for a failed call: OSError, and botocore's own for S3 (an endpoint that does not
-    answer, missing credentials), which are not OSErrors."""
-    if not _protocols(fs) & {"s3", "s3a"}:
-        return (OSError,)
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    return (OSError, BotoCoreError, ClientError)
-
 
 def _env_s(name: str, default: float) -> float:
     value = os.environ.get(name)
@@ -415,10 +309,6 @@ def _env_s(name: str, default: float) -> float:
     if seconds < 0:
         raise BadInputError(f"{name}={value!r} is not a number of seconds")
     return seconds
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _warn(message: str) -> None:
