@@ -21,7 +21,7 @@ PACKAGE = "fastnas_bench"
 
 #: Bottom to top. An entry names a module or a package (all modules below it).
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "progress", "versions", "keys", "fsutil", "registry"),
+    ("errors", "progress", "versions", "keys", "fsutil", "fsurl", "registry"),
     ("compat",),
     ("host",),
     ("methods.registry", "backends.registry"),
@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("methods.base", "methods._lib"),
     ("methods",),
     ("variants.build",),
-    ("verdicts.outcome", "verdicts.checks", "verdicts.records", "verdicts.accuracy"),
+    ("verdicts.outcome", "verdicts.checks", "verdicts.records", "verdicts.accuracy", "verdicts.results_store"),
     ("verdicts.gates", "verdicts.baselines"),
     ("config.options", "config.settings", "config.matrix"),
     ("report",),

@@ -151,23 +151,47 @@ def _ab_env(args: argparse.Namespace) -> int:
 
 
 def _baselines(args: argparse.Namespace) -> int:
-    """Show the stored runs of this machine class, or accept an intended shift."""
-    from fastnas_bench.host import machine_class
-    from fastnas_bench.verdicts.baselines import BaselineStore
+    """Show the stored runs of this machine class, accept an intended shift, or move runs between a results
+    store and the baselines files."""
+    import os
 
-    profile = PROFILES[args.profile]
-    store = BaselineStore(Path(args.baselines_dir), args.machine_class or machine_class(profile.device), args.profile)
+    from fastnas_bench.host import machine_class
+    from fastnas_bench.verdicts.baselines import BaselineStore, pull, push
+    from fastnas_bench.verdicts.results_store import RESULTS_STORE_ENV, ResultsStore
+
+    url = args.results_store or os.environ.get(RESULTS_STORE_ENV)
+    results = ResultsStore.open(url) if url else None
+    root = Path(args.baselines_dir)
+    if args.action in ("pull", "push"):
+        if results is None:
+            raise BadInputError(f"baselines {args.action} needs --results-store URL (or ${RESULTS_STORE_ENV})")
+        if args.action == "pull":
+            pulled = pull(results, root, args.machine_class, args.profile_filter)
+            for path, added in pulled:
+                print(f"{path}: {added} run(s) added from {results.url}")
+            if not pulled:
+                print(f"no stored runs in {results.url}" + (f" for machine class {args.machine_class}"
+                                                            if args.machine_class else ""))
+            return 0
+        pushed = push(results, root, args.machine_class, args.profile_filter)
+        for path, created, present in pushed:
+            print(f"{path}: {created} run(s) stored in {results.url}, {present} already there")
+        if not pushed:
+            print(f"no baselines files under {root}")
+        return 0
+    profile = PROFILES[args.profile_filter or "cpu"]
+    store = BaselineStore(root, args.machine_class or machine_class(profile.device), profile.name, results)
     if args.action == "accept":
         if not args.tests:
             raise BadInputError("baselines accept needs --tests PATTERN (a shell pattern of stored test ids, '*' for all)")
         count = store.accept(args.tests, args.reason or "")
-        print(f"accepted a shift of {count} stored test id(s) matching {args.tests!r} in {store.path}: their gates "
+        print(f"accepted a shift of {count} stored test id(s) matching {args.tests!r} in {store.where}: their gates "
               "judge only runs recorded from now on (≥ 5 needed before they gate again)")
         return 0
     if not store.stored:
-        print(f"no stored runs in {store.path}")
+        print(f"no stored runs in {store.where}")
         return 0
-    print(f"{store.path} (machine class {store.machine_class})")
+    print(f"{store.where} (machine class {store.machine_class})")
     for test_id, entry in sorted(store.stored.items()):
         runs = entry.get("runs", [])
         outcomes = ", ".join(f"{o} {sum(r.get('gate', 'ungated') == o for r in runs)}"
@@ -179,9 +203,22 @@ def _baselines(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from fastnas_bench.report.write import write_report
+    from fastnas_bench.report.write import step_summary_path, write_report, write_report_docs
 
-    outputs = write_report([Path(p) for p in args.runs], Path(args.out))
+    # In GitHub Actions the fleet table (or the newest run's headline) also lands in the job summary.
+    summary = Path(args.job_summary) if args.job_summary else step_summary_path()
+    if bool(args.runs) == bool(args.results_store):
+        raise BadInputError("report needs saved run files or --results-store URL (one of the two)")
+    if args.results_store:
+        from fastnas_bench.verdicts.results_store import ResultsStore
+
+        store = ResultsStore.open(args.results_store)
+        docs = store.saved_runs(args.profile, newest=args.newest)
+        if not docs:
+            raise BadInputError(f"results store {store.url} holds no saved runs of profile {args.profile!r}")
+        outputs = write_report_docs(docs, Path(args.out), job_summary=summary)
+    else:
+        outputs = write_report([Path(p) for p in args.runs], Path(args.out), job_summary=summary)
     for path in outputs:
         print(path)
     return 0
@@ -253,20 +290,36 @@ def make_parser() -> argparse.ArgumentParser:
                              "--pip-arg=--index-url=URL")
     ab_env.set_defaults(func=_ab_env)
 
-    baselines = sub.add_parser("baselines", help="the stored runs the regression gates read: show them, or accept "
-                                                 "an intended shift (the gates' window starts again)")
-    baselines.add_argument("action", choices=("show", "accept"))
-    baselines.add_argument("--profile", type=arg_type(parse_profile), default="cpu", help=f"one of {', '.join(PROFILES)}")
+    baselines = sub.add_parser("baselines", help="the stored runs the regression gates read: show them, accept "
+                                                 "an intended shift (the gates' window starts again), or pull/push "
+                                                 "them between a results store and the baselines files")
+    baselines.add_argument("action", choices=("show", "accept", "pull", "push"))
+    baselines.add_argument("--profile", dest="profile_filter", type=arg_type(parse_profile), default=None,
+                           help=f"one of {', '.join(PROFILES)} (show/accept: default cpu; pull/push: default all)")
     baselines.add_argument("--baselines-dir", default="baselines", help="stored baselines root (default: ./baselines)")
-    baselines.add_argument("--machine-class", default=None, help="default: this machine's")
+    baselines.add_argument("--results-store", default=None,
+                           help="an fsspec URL of a results store (default: $FASTNAS_BENCH_RESULTS): show/accept act "
+                                "on it instead of the files; pull copies its runs into the files, push the reverse")
+    baselines.add_argument("--machine-class", default=None,
+                           help="show/accept: default this machine's; pull/push: default every class")
     baselines.add_argument("--tests", default=None, help="accept (required): a shell pattern of stored test ids, e.g. "
                                                          "'test_latency[[]onnxruntime-*', or '*' for all")
     baselines.add_argument("--reason", default=None, help="accept: why the shift is intended (kept in the file)")
     baselines.set_defaults(func=_baselines)
 
-    report = sub.add_parser("report", help="Markdown + JSON + PNG report from saved pytest-benchmark runs")
-    report.add_argument("runs", nargs="+", help="saved run JSON files (from --benchmark-autosave/--benchmark-json)")
+    report = sub.add_parser("report", help="Markdown + JSON + PNG report from saved pytest-benchmark runs; over "
+                                           "several machine classes, one merged machine x backend table")
+    report.add_argument("runs", nargs="*", help="saved run JSON files (from --benchmark-autosave/--benchmark-json)")
+    report.add_argument("--results-store", default=None,
+                        help="read the saved runs of --profile from this results store (fsspec URL) instead of files: "
+                             "the newest of each machine class")
+    report.add_argument("--profile", type=arg_type(parse_profile), default="cpu",
+                        help="with --results-store: the profile whose runs to read")
+    report.add_argument("--newest", type=int, default=1, help="with --results-store: runs per machine class (default 1)")
     report.add_argument("--out", default="fastnas-report", help="output directory")
+    report.add_argument("--job-summary", default=None, help="append the fleet table (one machine class: the newest "
+                                                            "run's headline table) to this Markdown file "
+                                                            "(default: $GITHUB_STEP_SUMMARY where set)")
     report.set_defaults(func=_report)
 
     export = sub.add_parser("export", help="write a variant as a checkpoint stock Ultralytics loads (no fastnas-bench "

@@ -30,3 +30,11 @@ def scope_file_storage(config: Any, folder: str) -> None:
     storage = getattr(config.option, "benchmark_storage", None)
     if isinstance(storage, str) and storage.startswith("file://"):
         config.option.benchmark_storage = f"{storage.rstrip('/')}/{folder}"
+
+
+def ensure_saved(config: Any) -> None:
+    """Have pytest-benchmark save the run (``--benchmark-autosave``) unless it saves it already; call it before
+    pytest-benchmark's own ``pytest_configure`` reads the options."""
+    option = config.option
+    if not (getattr(option, "benchmark_save", None) or getattr(option, "benchmark_autosave", False)):
+        option.benchmark_autosave = True

@@ -91,6 +91,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="record this run in the stored baselines with its gates' outcomes (a run that ran to its end, "
              "passed or failed; the gates do not read figures their gate failed)")
     add("--baselines-dir", default=None, help="stored baselines root (default: <rootdir>/baselines)")
+    add("--results-store", default=None,
+        help="an fsspec URL (s3://bucket/prefix, file:///shared/dir) holding the stored runs of every machine class "
+             "instead of --baselines-dir: the gates read this class's history there, and --update-baselines records "
+             "the run and its saved pytest-benchmark JSON there (default: $FASTNAS_BENCH_RESULTS)")
     add("--ab-reference", default=None,
         help="run test_ab: this environment (B) against a reference Python environment (A) in paired rounds; "
              "'self' (A/A), a venv folder or a python executable (it needs only its backend: onnxruntime+numpy, "

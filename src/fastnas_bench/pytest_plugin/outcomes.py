@@ -49,7 +49,7 @@ def judge_against_stored(request: pytest.FixtureRequest, session: BenchSession, 
     if verdict is None:
         shift = session.store.accepted_shift(stored.format())
         since = f" since the shift accepted at {shift['at']} ({shift['reason']})" if shift else ""
-        pytest.skip(f"{len(runs)} stored run(s) of {stored.format()} in {session.store.path}{since}; the gate needs "
+        pytest.skip(f"{len(runs)} stored run(s) of {stored.format()} in {session.store.where}{since}; the gate needs "
                     "≥ 5 (record runs with --update-baselines)")
     message = gate_message(head, verdict, runs, current)
     coarse = verdict.outcome is not Outcome.FAIL and verdict.resolution > MAX_GATING_RESOLUTION

@@ -24,9 +24,10 @@ from fastnas_bench.host import machine_class, require_cuda, static_machine_info
 from fastnas_bench.measure.inject import INJECT_SLOWDOWN_ENV, parse_injected_slowdowns
 from fastnas_bench.variants.data import GENERATED_PREFIX
 from fastnas_bench.verdicts.accuracy import RECALL_CONF
-from fastnas_bench.verdicts.baselines import BaselineStore
+from fastnas_bench.verdicts.baselines import BaselineStore, utc_now
 from fastnas_bench.verdicts.gates import MAX_GATING_RESOLUTION, STORED_FAMILY_ALPHA, GateVerdict
 from fastnas_bench.verdicts.records import LatencyRecord, SpeedupRecord, TestKey
+from fastnas_bench.verdicts.results_store import RESULTS_STORE_ENV, ResultsStore
 
 if TYPE_CHECKING:
     from fastnas_bench.measure.ab import ABResult
@@ -82,6 +83,8 @@ class BenchSession:
         #: Paired accuracy drops from the baseline by pruned variant name, by metric.
         self.accuracy: dict[str, dict[str, PairedDrop]] = {}
         self.update_note: str | None = None
+        #: The run as pytest-benchmark saves it (with this suite's fields), once it has been saved.
+        self.saved_doc: dict[str, Any] | None = None
 
     @property
     def machine_class(self) -> str:
@@ -117,7 +120,7 @@ class BenchSession:
         # pytest-benchmark keys its storage by OS/Python only; keep runs of different hardware apart
         # (runs then sit at <storage>/<machine class>/<pytest-benchmark machine id>/NNNN_*.json).
         benchmark_compat.scope_file_storage(config, key)
-        return cls(settings, BaselineStore(root, key, settings.profile.name), update)
+        return cls(settings, BaselineStore(root, key, settings.profile.name, _results_store(config, update)), update)
 
     def record(self, key: TestKey, record: SpeedupRecord | LatencyRecord) -> None:
         """What this run measured for ``key``: stored with --update-baselines (speedups also saved with the run)."""
@@ -161,8 +164,14 @@ class BenchSession:
         verdicts = {k: {**asdict(r), "outcome": outcome, "reference": str(self.settings.ab_reference)}
                     for k, (r, outcome) in self.ab_results.items()}
         self.store.append(self.produced, outcomes, verdicts)
+        saved = ""
+        if self.store.results is not None and self.saved_doc is not None:
+            url, _ = self.store.results.put_saved_run(self.machine_class, self.settings.profile.name, utc_now(),
+                                                      self.saved_doc)
+            saved = f" and its saved run as {url}"
         failed = sorted(k for k, o in outcomes.items() if o == "fail")
-        self.update_note = (f"this run was recorded in {len(self.produced) + len(verdicts)} entries of {self.store.path} "
+        self.update_note = (f"this run was recorded in {len(self.produced) + len(verdicts)} entries of {self.store.where}"
+                            f"{saved} "
                             "with its outcomes" + (f"; the failed gates' figures ({', '.join(failed)}) are kept but "
                                                    "later runs are not judged against them (accept an intended shift "
                                                    "with `fastnas-bench baselines accept`)" if failed else ""))
@@ -185,6 +194,7 @@ class BenchSession:
         """Save the paired-round speedups with the run, for ``fastnas-bench report``."""
         output_json["fastnas_bench"] = {"speedups": {k: r.to_json() for k, r in self.speedups.items()},
                                         "profile": self.settings.profile.name}
+        self.saved_doc = output_json
         if self.ab_results:
             output_json["fastnas_bench"]["ab"] = {
                 "reference": str(self.settings.ab_reference), "tolerance": self.settings.ab_tolerance,
@@ -220,7 +230,7 @@ class BenchSession:
             write(f"fastnas-bench: recall_at_conf is recall at confidence {RECALL_CONF} and IoU 0.5 for both models "
                   "(Ultralytics' own recall is taken at each model's best-F1 confidence)")
         if self.gates:
-            terminalreporter.write_sep("-", f"fastnas-bench: regression gates against {self.store.path}")
+            terminalreporter.write_sep("-", f"fastnas-bench: regression gates against {self.store.where}")
             by_kind: dict[tuple[str, str], list[float]] = {}
             for g in self.gates.values():
                 by_kind.setdefault((g.kind, g.backend), []).append(g.resolution)
@@ -234,7 +244,7 @@ class BenchSession:
                       + (f"; above {MAX_GATING_RESOLUTION:.0%}, so they report instead of gating"
                          if max(resolutions) > MAX_GATING_RESOLUTION else ""))
         elif speedups:
-            write(f"fastnas-bench: no regression gate judged: {self.store.path} holds fewer than 5 runs per test for "
+            write(f"fastnas-bench: no regression gate judged: {self.store.where} holds fewer than 5 runs per test for "
                   f"machine class {self.machine_class}, so its resolution is unknown (record passing runs with "
                   "--update-baselines)")
         if self.ab_results:
@@ -255,11 +265,33 @@ class BenchSession:
             write(f"fastnas-bench: {INJECT_SLOWDOWN_ENV}={os.environ[INJECT_SLOWDOWN_ENV]} slowed this run on purpose")
         if self.update_note:
             write(f"fastnas-bench: {self.update_note}")
-        if self.produced and self.store.path.exists():
+        if self.produced and self.store.stored:
             orphans = sorted(set(self.store.stored) - set(self.produced))
             if orphans:
-                write(f"fastnas-bench: {len(orphans)} stored baseline(s) in {self.store.path} were not produced by "
+                write(f"fastnas-bench: {len(orphans)} stored baseline(s) in {self.store.where} were not produced by "
                       "this run: " + ", ".join(orphans))
+
+
+def _results_store(config: pytest.Config, update: bool) -> ResultsStore | None:
+    """The results store named by ``--results-store`` or ``$FASTNAS_BENCH_RESULTS``, opened and probed.
+
+    Raises:
+        pytest.UsageError: for a URL that cannot be opened, or beside an explicit ``--baselines-dir``.
+    """
+    url = config.getoption("results_store") or os.environ.get(RESULTS_STORE_ENV)
+    if not url:
+        return None
+    if config.getoption("baselines_dir"):
+        raise pytest.UsageError(f"--baselines-dir and a results store ({url}) both name where the stored runs are; "
+                                "give one (move runs between them with `fastnas-bench baselines pull/push`)")
+    try:
+        store = ResultsStore.open(url)
+    except BadInputError as e:
+        raise pytest.UsageError(str(e)) from None
+    if update:
+        # A recorded run's saved JSON goes to the store too (for `fastnas-bench report`): have it saved.
+        benchmark_compat.ensure_saved(config)
+    return store
 
 
 def _set_ultralytics_env(settings: BenchSettings) -> None:

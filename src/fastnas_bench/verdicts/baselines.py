@@ -12,6 +12,10 @@ it was recorded. A gate's history is the runs since the last accepted shift that
 fail: a regression the gate caught does not become the reference (nor widen the spread), and
 ``fastnas-bench baselines accept`` records an intended shift, after which the window starts again.
 
+With a results store (``--results-store URL``, :mod:`fastnas_bench.verdicts.results_store`) the same runs
+live as immutable objects at that URL instead, shared by every runner of the class; ``fastnas-bench
+baselines pull`` / ``push`` move them between the store and these files.
+
 Files are written atomically (temporary file + rename, under a file lock) at the end of a session that
 ran to its end (passed or failed, not interrupted, stopped early or refused), so an interrupted run
 never changes them. Per test id the newest ``MAX_STORED_RUNS`` runs the gates read are kept, and beside
@@ -24,11 +28,14 @@ import fnmatch
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.fsutil import atomic_write_text
 from fastnas_bench.verdicts.records import STORED_RECORDS, LatencyRecord, SpeedupRecord, TestKey
+
+if TYPE_CHECKING:
+    from fastnas_bench.verdicts.results_store import ResultsStore
 
 SCHEMA_VERSION = 3
 #: Schemas this version reads: 2 held the same runs without outcomes, times or accepted shifts.
@@ -89,6 +96,34 @@ def write_baselines(path: Path, machine_class: str, profile: str, produced: dict
         atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
+def merge_baselines(path: Path, machine_class: str, profile: str, doc: dict[str, Any]) -> int:
+    """Atomically add to ``path`` the runs and accepted shifts of ``doc`` (a baselines document) it lacks.
+
+    A run is one entry of a test id at a recording time; one already in the file is kept as it is. Returns
+    how many runs were added.
+    """
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(f".{path.name}.lock"))):
+        old = _load_doc(path)
+        tests = {k: list(v.get("runs", [])) for k, v in old.get("tests", {}).items()}
+        added = 0
+        for test_id, entry in doc.get("tests", {}).items():
+            runs = tests.setdefault(test_id, [])
+            known = {r.get("recorded_at") for r in runs}
+            new = [r for r in entry.get("runs", []) if r.get("recorded_at") not in known]
+            added += len(new)
+            # Runs of schema 2 carry no time: they predate every other.
+            runs[:] = _trimmed(sorted(runs + new, key=lambda r: r.get("recorded_at") or ""))
+        shifts = {a["at"]: a for a in [*old.get("accepted", []), *doc.get("accepted", [])]}
+        out = {"schema": SCHEMA_VERSION, "machine_class": machine_class, "profile": profile,
+               "tests": {k: {"runs": v} for k, v in tests.items()},
+               "accepted": [shifts[at] for at in sorted(shifts, key=datetime.fromisoformat)]}
+        atomic_write_text(path, json.dumps(out, indent=2, sort_keys=True) + "\n")
+    return added
+
+
 def _trimmed(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The newest ``MAX_STORED_RUNS`` runs the gates read and the newest ``MAX_STORED_RUNS`` they failed,
     in order: a regression that persists for weeks must not push the history it is judged against out."""
@@ -111,19 +146,35 @@ class BaselineStore:
         root: Baselines root (``<root>/<machine class>/<profile>.json``).
         machine_class: The machine class runs are compared within.
         profile: The profile name.
+        results: Read and record the runs there instead of under ``root``.
     """
 
-    def __init__(self, root: Path, machine_class: str, profile: str) -> None:
+    def __init__(self, root: Path, machine_class: str, profile: str, results: ResultsStore | None = None) -> None:
         self.path = baseline_path(root, machine_class, profile)
         self.machine_class = machine_class
         self.profile = profile
+        self.results = results
         self._doc: dict[str, Any] | None = None
 
     @property
+    def where(self) -> str:
+        """Where the runs are, for messages: the file, or the results store's folder of this class."""
+        if self.results is None:
+            return str(self.path)
+        return f"{self.results.url} (machine class {self.machine_class}, profile {self.profile})"
+
+    @property
     def doc(self) -> dict[str, Any]:
-        """The file's content (read on first use); empty if there is no file."""
+        """The stored runs (read on first use), as a baselines file holds them; empty if there are none."""
         if self._doc is None:
-            self._doc = _load_doc(self.path)
+            if self.results is None:
+                self._doc = _load_doc(self.path)
+            else:
+                doc = self.results.baselines_doc(self.machine_class, self.profile)
+                # The store keeps every run; the gates read the window a file would have kept.
+                for entry in doc.get("tests", {}).values():
+                    entry["runs"] = _trimmed(entry["runs"])
+                self._doc = doc
         return self._doc
 
     @property
@@ -159,7 +210,10 @@ class BaselineStore:
         entries = {k: {**r.to_json(), "gate": gates.get(k, "ungated"), "recorded_at": at} for k, r in produced.items()}
         entries.update({k: {**v, "gate": v.get("outcome", "ungated"), "recorded_at": at}
                         for k, v in (verdicts or {}).items()})
-        write_baselines(self.path, self.machine_class, self.profile, entries)
+        if self.results is not None:
+            self.results.put_run(self.machine_class, self.profile, at, entries)
+        else:
+            write_baselines(self.path, self.machine_class, self.profile, entries)
         self._doc = None
 
     def accept(self, tests: str, reason: str) -> int:
@@ -172,11 +226,55 @@ class BaselineStore:
         if not reason.strip():
             raise BadInputError("an accepted shift needs a reason (--reason)")
         if not self.stored:
-            raise BadInputError(f"no stored runs in {self.path} to accept a shift for")
+            raise BadInputError(f"no stored runs in {self.where} to accept a shift for")
         matched = [t for t in self.stored if fnmatch.fnmatchcase(t, tests)]
         if not matched:
-            raise BadInputError(f"--tests {tests!r} matches no stored test id in {self.path}")
-        write_baselines(self.path, self.machine_class, self.profile, {},
-                        accepted={"at": utc_now(), "reason": reason.strip(), "tests": tests})
+            raise BadInputError(f"--tests {tests!r} matches no stored test id in {self.where}")
+        shift = {"at": utc_now(), "reason": reason.strip(), "tests": tests}
+        if self.results is not None:
+            self.results.put_accepted(self.machine_class, self.profile, shift)
+        else:
+            write_baselines(self.path, self.machine_class, self.profile, {}, accepted=shift)
         self._doc = None
         return len(matched)
+
+
+def pull(results: ResultsStore, root: Path, machine_class: str | None = None,
+         profile: str | None = None) -> list[tuple[Path, int]]:
+    """Copy the store's runs (of one machine class and/or profile, or all) into the files under ``root``,
+    adding only what each file lacks. Returns (file, runs added) per machine class and profile."""
+    done = []
+    for cls, prof in results.machine_classes("runs"):
+        if machine_class not in (None, cls) or profile not in (None, prof):
+            continue
+        path = baseline_path(root, cls, prof)
+        done.append((path, merge_baselines(path, cls, prof, results.baselines_doc(cls, prof))))
+    return done
+
+
+def push(results: ResultsStore, root: Path, machine_class: str | None = None,
+         profile: str | None = None) -> list[tuple[Path, int, int]]:
+    """Store the runs and accepted shifts of the files under ``root`` (of one machine class and/or profile, or
+    all). A run already stored is not stored again. Returns (file, runs created, runs already there) per file.
+
+    Raises:
+        BadInputError: for an unreadable file, or one with runs that carry no recording time (schema 2).
+    """
+    done = []
+    for path in sorted(root.glob("*/*.json")):
+        cls, prof = path.parent.name, path.stem
+        if machine_class not in (None, cls) or profile not in (None, prof):
+            continue
+        doc = _load_doc(path)
+        by_time: dict[str, dict[str, dict[str, Any]]] = {}
+        for test_id, entry in doc.get("tests", {}).items():
+            for run in entry.get("runs", []):
+                if "recorded_at" not in run:
+                    raise BadInputError(f"{path}: a run of {test_id} carries no recording time (schema 2); record "
+                                        "one run with --update-baselines to rewrite the file, then push")
+                by_time.setdefault(run["recorded_at"], {})[test_id] = run
+        created = [results.put_run(cls, prof, at, entries)[1] for at, entries in sorted(by_time.items())]
+        for shift in doc.get("accepted", []):
+            results.put_accepted(cls, prof, shift)
+        done.append((path, sum(created), len(created) - sum(created)))
+    return done
