@@ -10,8 +10,14 @@ import pytest
 from fastnas_bench.cli import main
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.report.summary import load_rows, pareto_front, summarize
-from fastnas_bench.report.write import write_report
+from fastnas_bench.report.write import STEP_SUMMARY_ENV, write_report
 from fastnas_bench.verdicts.records import TestKey
+
+
+@pytest.fixture(autouse=True)
+def _no_job_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under GitHub Actions `fastnas-bench report` appends to the job summary; the tests' tables must not.
+    monkeypatch.delenv(STEP_SUMMARY_ENV, raising=False)
 
 
 def _bench(target: str, variant: str, method: str, p50: float, gflops: float, mAP: float,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fastnas_bench.report.summary import SEED_FLOPS_TARGET, best_speedup, divisor_groups
@@ -61,7 +61,7 @@ def _seed_table(summary: dict[str, Any]) -> list[str]:
 def _speedup_table(speedups: dict[str, SpeedupRecord]) -> list[str]:
     if not speedups:
         return []
-    lines = [
+    return [
         "",
         "### Speedup, paired ABBA rounds (the gated figure)",
         "",
@@ -70,6 +70,13 @@ def _speedup_table(speedups: dict[str, SpeedupRecord]) -> list[str]:
         "consecutive rounds (rounds are autocorrelated). These are the figures `test_speedup` and "
         "`test_speedup_regression` judge.",
         "",
+        *_speedup_rows(speedups),
+    ]
+
+
+def _speedup_rows(speedups: dict[str, SpeedupRecord]) -> list[str]:
+    """The paired speedups' table alone (header and rows)."""
+    lines = [
         "| Test | Speedup | Interval | Rounds | Bound | Outcome | FLOPs ratio | Efficiency |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -243,9 +250,21 @@ def _speedups_across_runs(all_speedups: list[dict[str, SpeedupRecord]]) -> list[
     return lines + [""]
 
 
-def to_markdown(reports: list[tuple[dict[str, Any], dict[str, SpeedupRecord], list[str]]], runs: list[str]) -> str:
-    """The report for ``(summary, speedups, plot file names)`` per run, oldest first."""
+def headline_markdown(summary: dict[str, Any], speedups: dict[str, SpeedupRecord]) -> list[str]:
+    """One run's headline: the reference-style table, or where the run has no FastNAS variant its paired speedups."""
+    table = _seed_table(summary) or (_speedup_rows(speedups) if speedups else [])
+    if not table:
+        return [f"## fastnas-bench: run {summary['run']}", "", "No pruned variant against the baseline in this run.", ""]
+    return [f"## fastnas-bench: run {summary['run']}", "", *table, ""]
+
+
+def to_markdown(reports: list[tuple[dict[str, Any], dict[str, SpeedupRecord], list[str]]], runs: list[str],
+                fleet: Sequence[str] = ()) -> str:
+    """The report for ``(summary, speedups, plot file names)`` per run, oldest first, after the ``fleet``
+    section's lines where the runs span several machine classes."""
     lines = ["# fastnas-bench report", "", f"Runs read: {', '.join(runs)}", ""]
+    if fleet:
+        lines += [*fleet, ""]
     if len(reports) > 1:
         lines += ["Each run is summarized against its own baseline: absolute latencies of different runs are not "
                   "comparable on a shared machine, ratios within a run are.", ""]

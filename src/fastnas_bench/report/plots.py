@@ -9,7 +9,7 @@ from typing import Any
 from fastnas_bench.report.summary import Row, pareto_front, pareto_series
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
@@ -35,7 +35,7 @@ def plots(summary: dict[str, Any], rows: list[Row], out: Path, prefix: str) -> l
     ax.set_ylabel("latency per call (ms)")
     ax.set_title(f"Latency distributions — run {run.split('_')[0]}")
     ax.grid(axis="y", alpha=0.3)
-    paths.append(_save(fig, out / f"{prefix}latency.png"))
+    paths.append(save_figure(fig, out / f"{prefix}latency.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.8))
     by_target: dict[tuple[str, int], list[Row]] = defaultdict(list)
@@ -50,7 +50,7 @@ def plots(summary: dict[str, Any], rows: list[Row], out: Path, prefix: str) -> l
     ax.set_title("FLOPs vs latency")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    paths.append(_save(fig, out / f"{prefix}flops_latency.png"))
+    paths.append(save_figure(fig, out / f"{prefix}flops_latency.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.8))
     for (label, points), color in zip(pareto_series(summary).items(), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4):
@@ -68,7 +68,7 @@ def plots(summary: dict[str, Any], rows: list[Row], out: Path, prefix: str) -> l
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[1]:  # a run of baseline timings alone has no series
         ax.legend(fontsize=7)
-    paths.append(_save(fig, out / f"{prefix}pareto.png"))
+    paths.append(save_figure(fig, out / f"{prefix}pareto.png"))
     return paths
 
 
