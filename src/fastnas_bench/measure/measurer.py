@@ -20,7 +20,7 @@ from fastnas_bench.host import gpu_state
 from fastnas_bench.measure.ab_worker import burn
 from fastnas_bench.measure.inject import INJECT_SLOWDOWN_ENV, injected_slowdown
 from fastnas_bench.measure.stats import PairedSpeedup, paired_speedup
-from fastnas_bench.measure.timing import LatencySummary, abba_rounds, summarize_seconds, time_rounds
+from fastnas_bench.measure.timing import LatencySummary, abba_rounds, summarize_seconds, time_rounds, timing_slot
 from fastnas_bench.variants.cache import ArtifactCache
 from fastnas_bench.variants.variant import Variant
 
@@ -237,7 +237,8 @@ class Measurer:
         # Right before timing: after loading, compiling and the output check.
         state_before = gpu_state() if plan.device == "cuda" else None
         if benchmark is not None:
-            benchmark.pedantic(run, rounds=plan.rounds, warmup_rounds=plan.warmup_rounds, iterations=1)
+            with timing_slot():
+                benchmark.pedantic(run, rounds=plan.rounds, warmup_rounds=plan.warmup_rounds, iterations=1)
             samples = benchmark_compat.timed_samples_s(benchmark)
         else:
             samples = time_rounds(run, plan.warmup_rounds, plan.rounds)
@@ -276,6 +277,7 @@ class Measurer:
             (A samples, B samples), two per round each, in round order.
         """
         first, second = (self._prepare(target, name, batch)[0] for name in variant_names)
-        for run in (first, second):
-            time_rounds(run, self.plan.warmup_rounds, 0)
-        return abba_rounds(first, second, self.plan.speedup_rounds)
+        with timing_slot():  # warm-up and rounds as one block
+            for run in (first, second):
+                time_rounds(run, self.plan.warmup_rounds, 0)
+            return abba_rounds(first, second, self.plan.speedup_rounds)

@@ -1,12 +1,55 @@
-"""Per-call timing and summary statistics of latency samples (pytest-benchmark has no percentiles)."""
+"""Per-call timing and summary statistics of latency samples (pytest-benchmark has no percentiles).
+
+Every timed block holds this host's timing slot: two runs on one machine (two CI runners of two machine
+classes on one box, or a build's latency table beside a benchmark) would each measure the other, so the
+second waits for the first's block to end, saying so.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from fastnas_bench import progress
+
+#: A lock file path for the host's timing slot (default: ``<tmp>/fastnas-bench-timing.lock``), or ``off``.
+TIMING_LOCK_ENV = "FASTNAS_BENCH_TIMING_LOCK"
+_locks: dict[str, Any] = {}
+_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def timing_slot() -> Iterator[None]:
+    """Hold the host-wide timing slot for a timed block; nested blocks of one process share it."""
+    setting = os.environ.get(TIMING_LOCK_ENV, "")
+    if setting == "off":
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    path = setting or str(Path(tempfile.gettempdir()) / "fastnas-bench-timing.lock")
+    with _locks_guard:
+        # One lock object per path: filelock counts re-entries of an object, so an ABBA block's inner
+        # per-call timing does not wait for the block itself.
+        lock = _locks.setdefault(path, FileLock(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        progress.report(f"waiting for another run on this host to finish timing (holder of {path})")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @dataclass(frozen=True)
@@ -57,13 +100,14 @@ def summarize_seconds(samples_s: Sequence[float]) -> LatencySummary:
 
 def time_rounds(fn: Callable[[], None], warmup_rounds: int, rounds: int) -> list[float]:
     """Per-call wall times in seconds after ``warmup_rounds`` untimed calls (perf_counter_ns)."""
-    for _ in range(warmup_rounds):
-        fn()
     samples = []
-    for _ in range(rounds):
-        start = time.perf_counter_ns()
-        fn()
-        samples.append((time.perf_counter_ns() - start) / 1e9)
+    with timing_slot():
+        for _ in range(warmup_rounds):
+            fn()
+        for _ in range(rounds):
+            start = time.perf_counter_ns()
+            fn()
+            samples.append((time.perf_counter_ns() - start) / 1e9)
     return samples
 
 
@@ -74,7 +118,8 @@ def abba_rounds(first: Callable[[], None], second: Callable[[], None], rounds: i
     after itself and once after the other. Returns (A samples, B samples) in round order.
     """
     samples: tuple[list[float], list[float]] = ([], [])
-    for _ in range(rounds):
-        for side, run in ((0, first), (1, second), (1, second), (0, first)):
-            samples[side].extend(time_rounds(run, 0, 1))
+    with timing_slot():
+        for _ in range(rounds):
+            for side, run in ((0, first), (1, second), (1, second), (0, first)):
+                samples[side].extend(time_rounds(run, 0, 1))
     return samples
