@@ -487,4 +487,10 @@ def compare_variant(variant: Variant, backend: str, batch: int, imgsz: int, thre
     a, b = (Side(label, python, models[label], injected_slowdown(backend, variant.name, side=label),
                  reference.worker_source if label == "A" else None, export_from)
             for label, python in (("A", reference.python), ("B", sys.executable)))
-    return run_ab(a, b, backend, batch_images, output, threads, plan or AB_PLANS[backend], confidence, progress, note)
+    from fastnas_bench.measure.timing import timing_slot
+
+    # The workers time without the slot (they run without this package); holding it here keeps another
+    # run on this host from timing beside them.
+    with timing_slot():
+        return run_ab(a, b, backend, batch_images, output, threads, plan or AB_PLANS[backend], confidence, progress,
+                      note)
