@@ -53,7 +53,7 @@ def test_plugin_load_is_light_and_sets_ultralytics_env_first(pytester: pytest.Py
     [
         (["--flops-target", "1.5"], "*FLOPs target '1.5' must lie strictly between 0 and 1*"),
         (["--model", "yolov8q"], "*unknown YOLOv8 model scale 'yolov8q'*"),
-        (["--backends", "pytorch,openvino"], "*unknown backend(s)*openvino*"),
+        (["--backends", "pytorch,tflite"], "*unknown backend(s)*tflite*"),
         (["--batch-sizes", "1,0"], "*batch sizes '1,0' must all be*"),
         (["--imgsz", "100"], "*imgsz '100' must be a positive multiple of 32*"),
         (["--fastnas-profile", "paper"], "*profile 'paper' runs on CUDA; add --gpu*"),

@@ -92,7 +92,8 @@ def test_test_keys_format_and_parse_back() -> None:
     assert key.format() == "test_speedup[tensorrt-fp16-fastnas66d8-bs32]"
     assert TestKey.parse("test_speedup[onnxruntime-l2struct66-bs1]") == TestKey("test_speedup", "onnxruntime", "l2struct66", 1)
     assert TestKey.parse("test_flops_ratio[fastnas66]") is None
-    assert TestKey.parse("test_speedup[openvino-fastnas66-bs1]") is None  # not a backend of this install
+    assert TestKey.parse("test_speedup[tflite-fastnas66-bs1]") is None  # not a backend of this install
+    assert TestKey.parse("test_speedup[openvino-fastnas66-bs1]") == TestKey("test_speedup", "openvino", "fastnas66", 1)
     # Variant names and targets with '-' in them: the target is a known backend target id.
     for text, target, variant, batch in (
         ("test_speedup[pytorch-fastnas-latency@onnxruntime-lat75-bs1]", "pytorch", "fastnas-latency@onnxruntime-lat75", 1),

@@ -12,11 +12,13 @@ from importlib import metadata
 BUILD = ("torch", "ultralytics", "nvidia-modelopt")
 #: What writes an ONNX export (part of every export's key).
 EXPORT = ("torch", "ultralytics", "onnx", "onnxslim")
+#: What converts an ONNX export to OpenVINO IR (part of every IR's key).
+OPENVINO_IR = ("openvino",)
 #: What a latency table's timings depend on (part of its key).
 LATENCY_TABLE = ("torch", "onnxruntime", "ultralytics")
 #: What shapes a measurement: stored with every run and in pytest-benchmark's machine info.
 MEASUREMENT = ("torch", "torchvision", "ultralytics", "nvidia-modelopt", "onnx", "onnxruntime", "onnxruntime-gpu",
-               "tensorrt")
+               "tensorrt", "openvino")
 
 
 def package_version(name: str) -> str:
