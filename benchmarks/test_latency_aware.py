@@ -1,8 +1,8 @@
 """Variants cut to a latency budget on one backend (``--latency-targets``): did the cut hold, and
 does latency-aware FastNAS keep more accuracy than FLOPs-constrained FastNAS at the same measured speed?
 
-Both are cut on the same backend and machine to the same budget: ``fastnas-latency`` by its
-knapsack over a measured latency table, ``fastnas`` by bisecting its FLOPs target until its measured
+Both are cut on the same backend and machine to the same budget: ``fastnas-latency`` by a
+greedy walk over a measured latency table, ``fastnas`` by bisecting its FLOPs target until its measured
 latency meets the budget. Each is then fine-tuned with the same budget and validated on the held-out
 split. ``test_speedup`` times every latency-cut variant on every backend of the run as well, so an
 ONNX Runtime cut also reports what it does for PyTorch.

@@ -102,30 +102,31 @@ def test_a_flops_target_the_method_cannot_reach_counts_as_too_low_and_none_reach
         match_latency(prune_at, lambda m: _ratio(0.9), 0.5, steps=4)
 
 
-def test_selection_moves_its_aim_until_the_whole_selection_meets_the_budget() -> None:
-    # Two coupled layers: the knapsack adds each one's saving, but narrowing both saves less than
-    # the sum (a conv between them shrinks in input and output). The table's cost sees that.
+def test_selection_costs_every_step_on_the_whole_configuration() -> None:
+    # Two coupled layers: narrowing both saves less than the sum (a conv between them shrinks in
+    # input and output). The selection used to add savings measured at full width and move its aim
+    # to make up for it; the greedy one costs each step on the configuration it would make.
     loss = {"a": {16: 0.01, 32: 0.0}, "b": {16: 0.02, 32: 0.0}, "c": {8: 0.05, 16: 0.0}}
-    saving = {"a": {16: 0.20, 32: 0.0}, "b": {16: 0.20, 32: 0.0}, "c": {8: 0.30, 16: 0.0}}
+    space = {"a": [16, 32], "b": [16, 32], "c": [8, 16]}
 
     def cost(widths: dict[str, int]) -> float:
         a, b, c = widths.get("a", 32) == 16, widths.get("b", 32) == 16, widths.get("c", 16) == 8
         return 1.0 - 0.2 * a - 0.2 * b + 0.1 * (a and b) - 0.3 * c
 
-    widths, predicted = _select_to(0.65, loss, saving, cost, 1.0)
-    # The least-loss pick by the sum, a+b (0.60), costs 0.70: the aim moves until c+a (0.50) is chosen.
+    widths, predicted = _select_to(0.65, loss, space, cost, 1.0)
+    # a first (0.05 lost per unit saved); after it, b saves 0.1 only (0.2 per unit), c 0.3 (0.17): c.
     assert widths == {"a": 16, "b": 32, "c": 8} and predicted == pytest.approx(0.5)
 
 
 def test_where_the_table_predicts_nothing_under_the_aim_its_fastest_selection_is_measured() -> None:
     # The table reads this backend slower than it runs: at best 0.70 by its own figures.
     loss = {"a": {16: 0.01, 32: 0.0}, "b": {16: 0.02, 32: 0.0}}
-    saving = {"a": {16: 0.15, 32: 0.0}, "b": {16: 0.15, 32: 0.0}}
+    space = {"a": [16, 32], "b": [16, 32]}
 
     def cost(widths: dict[str, int]) -> float:
         return 1.0 - 0.15 * (widths.get("a", 32) == 16) - 0.15 * (widths.get("b", 32) == 16)
 
-    widths, predicted = _select_to(0.66, loss, saving, cost, 1.0)
+    widths, predicted = _select_to(0.66, loss, space, cost, 1.0)
     assert widths == {"a": 16, "b": 16} and predicted == pytest.approx(0.70)
 
 

@@ -3,19 +3,20 @@
 modelopt's FastNAS prune takes FLOPs or parameter constraints only, and FLOPs turn into latency
 unevenly (the reference experiment's lesson): a layer at 80×80 px can cost a backend far more than
 its FLOPs share, one at 20×20 far less. This method keeps FastNAS's accuracy side and replaces the
-cost side, after NetAdapt (empirical latency on the target platform) and HALP (a per-layer latency
-lookup table plus a knapsack over importance):
+cost side, after HALP (a per-layer latency lookup table) and NetAdapt (empirical latency on the
+target platform, and a greedy walk that narrows one layer at a time on the current network):
 
 - accuracy: the sensitivity map of FastNAS's own search (score lost per width choice of every
   prunable layer), read from the search checkpoint FastNAS variants share: no new score calls;
-- latency: every convolution timed alone on the budget's backend over its input × output widths
-  (:mod:`fastnas_bench.methods._lib.latency_table`); a width configuration's cost is read through modelopt's
-  own search space (which convolutions' inputs and outputs each choice narrows), so coupled
-  layers and the in × out product are costed as they are, not summed per choice;
-- selection: the widths with the least total sensitivity whose saving meets the budget (an exact
-  multiple-choice knapsack over each choice's saving at full width, :mod:`fastnas_bench.methods._lib.knapsack`),
-  its aim moved until the table's cost of the whole selection meets the budget (savings of
-  neighbouring layers overlap: a conv whose input and output both narrow saves less than the sum);
+- latency: every convolution timed alone on the budget's backend over realizable input × output
+  widths (:mod:`fastnas_bench.methods._lib.latency_table`); a width configuration's cost is read
+  through modelopt's own search space (which convolutions' inputs and outputs each choice
+  narrows), so coupled layers and the in × out product are costed as they are, not summed per choice;
+- selection: from full width, the step (one hparam one choice narrower) that adds the least
+  sensitivity per millisecond the table's cost of the whole configuration saves, repeated until
+  that cost meets the aim (:mod:`fastnas_bench.methods._lib.greedy`). Savings are never added up:
+  a conv whose input and output both halve saves 3/4 of its cost, not 1/2 + 1/2, so a knapsack
+  over per-choice savings at full width is exact for the wrong objective;
 - verification: the selected network is timed against the source in ABBA rounds; where it misses
   the budget, or lands more than ``ACCEPT_BELOW`` under it, the aim is moved by the
   measured/predicted factor (pooled over the attempts) and a margin and the selection redone, a
@@ -33,7 +34,7 @@ from fastnas_bench import progress
 from fastnas_bench.compat.modelopt import hparam_choices
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.measure.probe import LatencyProbe
-from fastnas_bench.methods._lib.knapsack import reachable_saving, select_widths
+from fastnas_bench.methods._lib.greedy import greedy_select
 from fastnas_bench.methods._lib.latency_table import active_widths, build_table, cached_table, conv_shapes, table_key
 from fastnas_bench.methods._lib.search_space import searchable, subnet
 from fastnas_bench.methods.base import PruneContext, PruneMethod
@@ -51,17 +52,17 @@ CORRECTION_ATTEMPTS = 5
 ACCEPT_BELOW = 0.02
 #: ABBA rounds of each verification, fixed in advance (a 95% interval about ±1.5% wide here).
 VERIFY_ROUNDS = 60
-#: Knapsack goals tried per selection to bring the table's cost of the whole selection to the aim.
-AIM_STEPS = 12
-AIM_TOLERANCE = 0.005
 
 
 @register("fastnas-latency")
 class LatencyAwareFastNAS(PruneMethod):
-    """FastNAS's sensitivity map under a measured latency budget (knapsack over a latency table)."""
+    """FastNAS's sensitivity map under a measured latency budget (greedy over a latency table)."""
 
     budget = "latency"
-    version = 5  # 5: the sensitivity map of explicitly recalibrated candidates
+    # 5: the sensitivity map of explicitly recalibrated candidates.
+    # 6: greedy selection on the table's cost of the whole configuration (the knapsack added
+    #    savings that overlap), over a table of realizable grid widths keyed by the host's ISA.
+    version = 6
 
     def __init__(self, calib_batches: int = CALIB_BATCHES) -> None:
         super().__init__()
@@ -86,14 +87,13 @@ class LatencyAwareFastNAS(PruneMethod):
             return table.cost_ms(active_widths(net, widths, list(shapes)))
 
         full_ms = cost_ms({})
-        saving = {h: {w: (full_ms - cost_ms({h: w})) / full_ms for w in space[h]} for h in space}
         source_gflops = model_gflops(model)
         aim = budget.target
         attempts: list[dict[str, object]] = []
         factors: list[float] = []
         best: tuple[DetectionModel, dict[str, int], float] | None = None
         for attempt in range(1, CORRECTION_ATTEMPTS + 1):
-            widths, predicted = _select_to(aim, loss, saving, cost_ms, full_ms)
+            widths, predicted = _select_to(aim, loss, space, cost_ms, full_ms)
             pruned = subnet(net, widths)
             progress.step(f"latency budget {budget.target:g} on {budget.backend}: verifying selection", attempt,
                           CORRECTION_ATTEMPTS)
@@ -132,38 +132,21 @@ class LatencyAwareFastNAS(PruneMethod):
         return pruned
 
 
-def _select_to(aim: float, loss: dict[str, dict[int, float]], saving: dict[str, dict[int, float]],
+def _select_to(aim: float, loss: dict[str, dict[int, float]], space: dict[str, list[int]],
                cost_ms: Callable[[dict[str, int]], float], full_ms: float) -> tuple[dict[str, int], float]:
-    """The knapsack's widths whose table cost (all choices at once) is closest to ``aim`` from below.
+    """The greedy selection whose table cost (all widths at once) meets ``aim`` × the full cost,
+    with its predicted ratio to the full network.
 
-    The knapsack adds each choice's saving at full width; the table's cost of the whole selection is
-    what counts. The knapsack's goal is moved by the ratio of the two, a fixed number of times.
     Where the table predicts nothing at or under ``aim`` (it can read a backend slower than it
-    runs), the selection it predicts fastest is returned: the measurement decides, and its
-    measured/predicted factor moves the next aim.
+    runs, and a corrected aim can go below its floor), every layer at its narrowest, the fastest
+    the table knows, is returned: the measurement decides, and its measured/predicted factor moves
+    the next aim.
     """
-    # Below this goal the knapsack has nothing to offer: every layer at its narrowest.
-    floor = 1.0 - reachable_saving(saving)
-    goal = max(aim, floor)
-    best: tuple[dict[str, int], float] | None = None
-    fastest: tuple[dict[str, int], float] | None = None
-    for _ in range(AIM_STEPS):
-        widths = select_widths(loss, saving, 1.0 - goal)
-        predicted = cost_ms(widths) / full_ms
-        if fastest is None or predicted < fastest[1]:
-            fastest = (widths, predicted)
-        if predicted <= aim:
-            if best is None or predicted > best[1]:
-                best = (widths, predicted)
-            if aim - predicted < AIM_TOLERANCE:
-                break
-            goal = min(1.0, goal * aim / predicted)
-        else:
-            # Widths are discrete: a goal moved only by the ratio can stall just above the aim.
-            goal = max(floor, goal * aim / predicted - AIM_TOLERANCE / 2)
-    if best is None:
-        assert fastest is not None
+    narrowest = {h: min(choices) for h, choices in space.items()}
+    floor_ms = cost_ms(narrowest)
+    if aim * full_ms < floor_ms:
         log.info("the latency table predicts no selection at or under %.4f (fastest %.4f); measuring that one",
-                 aim, fastest[1])
-        return fastest
-    return best
+                 aim, floor_ms / full_ms)
+        return narrowest, floor_ms / full_ms
+    widths = greedy_select(loss, space, cost_ms, aim * full_ms)
+    return widths, cost_ms(widths) / full_ms

@@ -133,8 +133,8 @@ def _latency_comparison(summary: dict[str, Any]) -> list[str]:
         "",
         "### Latency budgets: latency-aware FastNAS vs FLOPs FastNAS vs l2struct at equal measured speed",
         "",
-        ("Each variant was cut to the budget on the backend it names (`fastnas-latency`: knapsack over FastNAS's "
-         "sensitivity map and a measured latency table; `fastnas`/`l2struct`: FLOPs target bisected until the "
+        ("Each variant was cut to the budget on the backend it names (`fastnas-latency`: a greedy walk over FastNAS's "
+         "sensitivity map, each step costed whole by a measured latency table; `fastnas`/`l2struct`: FLOPs target bisected until the "
          "measured latency met it), then fine-tuned with the same budget. Speedups are paired ABBA figures with "
          "their 95% interval; a row whose backend is not the one it was cut for shows what the cut does elsewhere."),
         "",

@@ -6,11 +6,16 @@ worse than wide ones. So each convolution of the network is timed on its own, as
 it (Conv+BN fused, SiLU, at its real spatial size and batch), at a grid of input × output widths
 (narrowest, middle, full of each), and interpolated bilinearly between them (HALP's per-layer
 latency lookup table, made two-dimensional because a conv's cost is its input times its output).
+Every grid width is one the network can take: the middle is the realizable width nearest the
+midpoint, never the midpoint itself. At channel divisor 16 the midpoint is often an odd multiple
+of 8 (24, 40, 72, 136) that no configuration has, and there ONNX Runtime's NCHWc kernels, which
+block channels by 16 on AVX-512, run a partly empty block: such an entry would read the real
+widths interpolated from it too slow.
 
 Why per layer and not the whole model with one layer narrowed at a time: on this project's 2-core
 VM a paired whole-model ratio has a per-round noise of about 6.6%, while narrowing one layer saves
 0-5% of the model; a 6-round table of that kind read entries of ±10-30% (measured), and a
-knapsack then picks the layers whose noise read fastest. A single layer timed alone carries the
+selection then picks the layers whose noise read fastest. A single layer timed alone carries the
 same relative noise on a figure 20-100× smaller.
 
 Every layer timing is a median ratio to a fixed reference workload timed in alternation with it,
@@ -20,7 +25,8 @@ so the machine's drift over the minutes a table takes cancels; the backend's per
 the table's sum at full width, kept as a constant.
 
 The table is an artifact: cached per source weights, search space, backend, precision, batch,
-image size, threads, machine class and runtime versions; built once, with progress shown.
+image size, threads, machine class, the timing host's vector extension and runtime versions;
+built once, with progress shown.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from fastnas_bench import progress
 from fastnas_bench.backends.registry import BACKEND_NAMES, get_backend_class, layer_timing_backends
 from fastnas_bench.compat.modelopt import hparam_choices, set_widths, widths_selected
 from fastnas_bench.errors import BadInputError
+from fastnas_bench.host import cpu_isa
 from fastnas_bench.keys import digest
 from fastnas_bench.measure.timing import abba_rounds, time_rounds
 from fastnas_bench.variants.cache import ArtifactCache
@@ -50,7 +57,8 @@ log = logging.getLogger(__name__)
 
 TABLE_FILE = "latency_table.json"
 #: Bumped when what a table holds or how it is measured changes; part of its key.
-TABLE_VERSION = 1
+#: 2: grid widths are realizable widths (no midpoint such as 40 channels that no configuration takes).
+TABLE_VERSION = 2
 #: Alternating (layer, reference) rounds per table entry, fixed in advance.
 LAYER_ROUNDS = 25
 #: Alternating (model, reference) rounds of the full model's own time.
@@ -59,12 +67,13 @@ MODEL_ROUNDS = 25
 
 @dataclass(frozen=True)
 class ConvShape:
-    """One convolution of the network: fixed geometry and the range of its widths.
+    """One convolution of the network: fixed geometry and the widths it can take.
 
     Attributes:
         kernel, stride, padding: Square geometry.
         height, width: Spatial size of its input at the table's image size.
-        in_min, in_full, out_min, out_full: Narrowest and full input/output widths it can take.
+        in_choices, out_choices: Every input/output width some configuration gives it (ascending;
+            a one-element tuple where no hparam reaches that side).
         act: Whether a SiLU follows it (Ultralytics' Conv block) or not (the head's last 1×1s).
     """
 
@@ -73,17 +82,42 @@ class ConvShape:
     padding: int
     height: int
     width: int
-    in_min: int
-    in_full: int
-    out_min: int
-    out_full: int
+    in_choices: tuple[int, ...]
+    out_choices: tuple[int, ...]
     act: bool
 
+    def __post_init__(self) -> None:
+        # Read back from JSON as lists: kept as sorted tuples so that equal shapes compare equal.
+        for side in ("in_choices", "out_choices"):
+            widths = tuple(sorted({int(w) for w in getattr(self, side)}))
+            if not widths or widths[0] < 1:
+                raise ValueError(f"{side} {getattr(self, side)!r}: a convolution needs one positive width at least")
+            object.__setattr__(self, side, widths)
+
+    @property
+    def in_full(self) -> int:
+        return self.in_choices[-1]
+
+    @property
+    def out_full(self) -> int:
+        return self.out_choices[-1]
+
     def grid(self) -> list[tuple[int, int]]:
-        """Widths to time: narrowest, middle and full of the input times the same of the output."""
-        ins = sorted({self.in_min, (self.in_min + self.in_full) // 2, self.in_full})
-        outs = sorted({self.out_min, (self.out_min + self.out_full) // 2, self.out_full})
-        return [(i, o) for i in ins for o in outs]
+        """Widths to time: narrowest, middle and full of the input times the same of the output,
+        each a width the network can take (see :func:`grid_widths`)."""
+        return [(i, o) for i in grid_widths(self.in_choices) for o in grid_widths(self.out_choices)]
+
+
+def grid_widths(choices: Sequence[int]) -> list[int]:
+    """Narrowest, middle and full of ``choices``, the middle the choice nearest their midpoint
+    (the narrower of two equally near; none where there are only two choices)."""
+    ordered = sorted(set(choices))
+    lo, hi = ordered[0], ordered[-1]
+    inner = ordered[1:-1]
+    if not inner:
+        return ordered
+    middle = min(inner, key=lambda w: (abs(2 * w - lo - hi), w))
+    return [lo, middle, hi]
 
 
 def _axis(values: Sequence[int], x: float) -> tuple[int, int, float]:
@@ -142,7 +176,7 @@ class LatencyTable:
 
 def conv_shapes(net: Any, hparams: Mapping[str, Any], imgsz: int, batch: int) -> dict[str, ConvShape]:
     """Every Conv2d of search-space ``net``: its input size (one traced forward at full width) and
-    the widths it takes at the narrowest and the full choice of every hparam."""
+    every input/output width a configuration of ``hparams`` gives it (see :func:`realizable_widths`)."""
     import torch
 
     convs = {n: m for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)}
@@ -162,6 +196,14 @@ def conv_shapes(net: Any, hparams: Mapping[str, Any], imgsz: int, batch: int) ->
     set_widths(net, {k: min(hparam_choices(hp)) for k, hp in hparams.items()})
     narrow = {n: (int(m.in_channels), int(m.out_channels)) for n, m in convs.items()}
     set_widths(net, widest)
+    widths = realizable_widths(net, hparams, list(convs))
+    for n in convs:
+        ins, outs = widths[n]
+        # Widths are additive where layers are coupled (a concatenation's input is the sum of its
+        # parts); a search space where they are not would give a grid of widths it never takes.
+        if (ins[0], outs[0]) != narrow[n] or (ins[-1], outs[-1]) != full[n]:
+            raise RuntimeError(f"{n}: widths {ins} × {outs} from one hparam at a time, but {narrow[n]} with every "
+                               f"hparam narrowest and {full[n]} at full width: the hparams do not narrow it additively")
     shapes = {}
     for n, m in convs.items():
         if m.groups != 1:
@@ -170,9 +212,34 @@ def conv_shapes(net: Any, hparams: Mapping[str, Any], imgsz: int, batch: int) ->
         act = parent is not None and getattr(parent, "conv", None) is m and not isinstance(
             getattr(parent, "act", torch.nn.Identity()), torch.nn.Identity)
         shapes[n] = ConvShape(kernel=int(m.kernel_size[0]), stride=int(m.stride[0]), padding=int(m.padding[0]),
-                              height=sizes[n][0], width=sizes[n][1], in_min=narrow[n][0], in_full=full[n][0],
-                              out_min=narrow[n][1], out_full=full[n][1], act=act)
+                              height=sizes[n][0], width=sizes[n][1], in_choices=widths[n][0],
+                              out_choices=widths[n][1], act=act)
     return shapes
+
+
+def realizable_widths(net: Any, hparams: Mapping[str, Any],
+                      names: Sequence[str]) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Every (input, output) width each named convolution of search-space ``net`` takes under ``hparams``.
+
+    Each hparam is set alone to each of its choices; what it takes off a convolution's side is
+    recorded, and the side's widths are its full width less any sum of one narrowing per hparam
+    (a concatenation narrows by the sum of what its parts lose).
+
+    Returns:
+        conv name → (ascending input widths, ascending output widths).
+    """
+    full = active_widths(net, {}, names)
+    # (conv, 0 for input | 1 for output) → the channels some configuration takes off that side.
+    cuts: dict[tuple[str, int], set[int]] = {(n, side): {0} for n in names for side in (0, 1)}
+    for h, hp in sorted(hparams.items()):
+        by_h: dict[tuple[str, int], set[int]] = {key: {0} for key in cuts}
+        for w in hparam_choices(hp):
+            for n, widths in active_widths(net, {h: w}, names).items():
+                for side in (0, 1):
+                    by_h[(n, side)].add(full[n][side] - widths[side])
+        cuts = {key: {a + b for a in cut for b in by_h[key]} for key, cut in cuts.items()}
+    return {n: (tuple(sorted(full[n][0] - c for c in cuts[(n, 0)])), tuple(sorted(full[n][1] - c for c in cuts[(n, 1)])))
+            for n in names}
 
 
 def active_widths(net: Any, config: Mapping[str, int], names: Sequence[str]) -> dict[str, tuple[int, int]]:
@@ -250,12 +317,21 @@ def build_table(shapes: Mapping[str, ConvShape], budget: LatencyBudget, full_mod
     return LatencyTable(layers, dict(shapes), other, full_ms, round(time.perf_counter() - started, 1))
 
 
-def table_key(source_sha256: str, search_space: Mapping[str, Sequence[int]], budget: LatencyBudget) -> str:
-    """Cache key: everything that changes a measured entry (the budget's target does not)."""
+def table_key(source_sha256: str, search_space: Mapping[str, Sequence[int]], budget: LatencyBudget,
+              isa: str | None = None) -> str:
+    """Cache key: everything that changes a measured entry (the budget's target does not).
+
+    Args:
+        isa: Widest vector extension of the host that times the table (default: this host's,
+            :func:`fastnas_bench.host.cpu_isa`). Named apart from the budget's machine class: the
+            backends' kernels dispatch on it (ORT's NCHWc blocks are 8 channels on AVX2, 16 on
+            AVX-512), so a table timed on one must never serve the other.
+    """
     blob = {
         "source_sha256": source_sha256, "search_space": {h: sorted(c) for h, c in sorted(search_space.items())},
         "backend": budget.backend, "precision": budget.precision, "batch": budget.batch, "imgsz": budget.imgsz,
         "threads": budget.threads, "device": budget.device, "machine": budget.machine,
+        "isa": isa if isa is not None else cpu_isa(),
         "rounds": [LAYER_ROUNDS, MODEL_ROUNDS], "version": TABLE_VERSION,
         "versions": versions_of(LATENCY_TABLE),
     }
