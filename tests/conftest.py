@@ -14,6 +14,17 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_timing_slot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A timing lock of the session's own: unit tests time fake workloads, and must neither wait for
+    nor delay a real benchmark timing on this host (tests that need the slot set their own path)."""
+    from fastnas_bench.measure.timing import TIMING_LOCK_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(TIMING_LOCK_ENV, str(tmp_path_factory.mktemp("timing-slot") / "timing.lock"))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small generated dataset (shared, read-only by convention)."""

@@ -13,6 +13,7 @@ import pytest
 
 from fastnas_bench.backends.base import Backend, BackendTarget, BackendUnavailable, OutputMismatch
 from fastnas_bench.config.settings import resolve_settings
+from fastnas_bench.measure import measurer, timing
 from fastnas_bench.measure.measurer import Measurer
 from fastnas_bench.measure.stats import efficiency
 from fastnas_bench.measure.timing import summarize_seconds
@@ -127,6 +128,37 @@ def test_measure_goes_through_benchmark_pedantic() -> None:
     record = _measurer().measure(BackendTarget("fake", "fp32"), "fastnas66", 1, benchmark=bench)
     assert bench.kwargs == {"rounds": 7, "warmup_rounds": 2, "iterations": 1}
     assert record.samples_s == tuple(bench.stats.stats.data)
+
+
+def test_one_slot_spans_calibrations_rounds_and_gpu_state_reads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(timing.TIMING_LOCK_ENV, str(tmp_path / "timing.lock"))
+    m = _measurer()
+    m._prepare(BackendTarget("fake", "fp32"), "fastnas66", 1)  # loading and the output check take no slot
+    takes: list[str] = []
+    held: list[tuple[str, bool]] = []
+    real_acquire = timing._acquire_file_lock
+
+    def acquire(lock: Any, path: Path) -> None:
+        takes.append(str(path))
+        real_acquire(lock, path)
+
+    def calibration_ms(self: Measurer) -> float:
+        held.append(("calibration", timing.timing_slot_held()))
+        return 1.0
+
+    def gpu_state() -> dict[str, Any]:
+        held.append(("gpu state", timing.timing_slot_held()))
+        return {}
+
+    monkeypatch.setattr(timing, "_acquire_file_lock", acquire)
+    monkeypatch.setattr(Measurer, "calibration_ms", calibration_ms)
+    monkeypatch.setattr(measurer, "gpu_state", gpu_state)
+    # The GPU state is read on CUDA only; the fake backend runs anywhere.
+    monkeypatch.setattr(m, "plan", replace(m.plan, device="cuda"))
+    m.measure(BackendTarget("fake", "fp32"), "fastnas66", 1)
+    assert held == [("calibration", True), ("gpu state", True), ("gpu state", True), ("calibration", True)]
+    assert len(takes) == 1, "the slot was let go between the calibrations and the rounds"
+    assert not timing.timing_slot_held()
 
 
 def test_wrong_outputs_fail_before_timing() -> None:

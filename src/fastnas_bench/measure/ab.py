@@ -50,6 +50,7 @@ from fastnas_bench.backends._lib.agreement import compare_outputs
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.measure.inject import injected_slowdown
 from fastnas_bench.measure.stats import CONFIDENCE, batch_interval
+from fastnas_bench.measure.timing import timing_slot
 from fastnas_bench.variants.variant import Variant
 
 WORKER = Path(__file__).with_name("ab_worker.py")
@@ -487,8 +488,6 @@ def compare_variant(variant: Variant, backend: str, batch: int, imgsz: int, thre
     a, b = (Side(label, python, models[label], injected_slowdown(backend, variant.name, side=label),
                  reference.worker_source if label == "A" else None, export_from)
             for label, python in (("A", reference.python), ("B", sys.executable)))
-    from fastnas_bench.measure.timing import timing_slot
-
     # The workers time without the slot (they run without this package); holding it here keeps another
     # run on this host from timing beside them.
     with timing_slot():

@@ -233,17 +233,20 @@ class Measurer:
             return self.measurements[key]
         plan = self.plan
         run, agreement, backend = self._prepare(target, variant_name, batch)
-        calib_before = self.calibration_ms()
-        # Right before timing: after loading, compiling and the output check.
-        state_before = gpu_state() if plan.device == "cuda" else None
-        if benchmark is not None:
-            with timing_slot():
+        # One slot from the first calibration to the last: the calibrations and GPU states describe the
+        # machine these rounds ran on only if no other run on this host timed in between. (Inner timed
+        # blocks nest in it.)
+        with timing_slot():
+            calib_before = self.calibration_ms()
+            # Right before timing: after loading, compiling and the output check.
+            state_before = gpu_state() if plan.device == "cuda" else None
+            if benchmark is not None:
                 benchmark.pedantic(run, rounds=plan.rounds, warmup_rounds=plan.warmup_rounds, iterations=1)
-            samples = benchmark_compat.timed_samples_s(benchmark)
-        else:
-            samples = time_rounds(run, plan.warmup_rounds, plan.rounds)
-        state_after = gpu_state() if plan.device == "cuda" else None
-        calib_ms = (calib_before + self.calibration_ms()) / 2
+                samples = benchmark_compat.timed_samples_s(benchmark)
+            else:
+                samples = time_rounds(run, plan.warmup_rounds, plan.rounds)
+            state_after = gpu_state() if plan.device == "cuda" else None
+            calib_ms = (calib_before + self.calibration_ms()) / 2
         gpu_ms = getattr(backend, "gpu_times_ms", None)
         record = Measurement(
             target=target, variant=variant_name, batch=batch, samples_s=tuple(samples),

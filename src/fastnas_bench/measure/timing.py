@@ -1,8 +1,10 @@
 """Per-call timing and summary statistics of latency samples (pytest-benchmark has no percentiles).
 
-Every timed block holds this host's timing slot: two runs on one machine (two CI runners of two machine
-classes on one box, or a build's latency table beside a benchmark) would each measure the other, so the
-second waits for the first's block to end, saying so.
+Every timed block holds this host's timing slot (:func:`timing_slot`): two runs on one machine (two CI
+runners of two machine classes on one box, or a build's latency probe beside a benchmark) would each
+measure the other, so the second waits for the first's block to end, saying so. A build takes the slot
+only where it times (the latency probe and latency-table rows time through this module); its pruning,
+training and export run without it.
 """
 
 from __future__ import annotations
@@ -13,43 +15,142 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fastnas_bench import progress
+from fastnas_bench.errors import BadInputError
 
-#: A lock file path for the host's timing slot (default: ``<tmp>/fastnas-bench-timing.lock``), or ``off``.
+#: A lock file path for the host's timing slot (default: :func:`default_timing_lock_path`), or ``off``.
 TIMING_LOCK_ENV = "FASTNAS_BENCH_TIMING_LOCK"
-_locks: dict[str, Any] = {}
-_locks_guard = threading.Lock()
+_LOCK_NAME = "fastnas-bench-timing.lock"
+# Created writable by every account, so runs of several users on one host can share the slot (umask
+# would otherwise leave it writable by its creator only).
+_LOCK_MODE = 0o666
+
+
+def default_timing_lock_path() -> Path:
+    """``/var/tmp/fastnas-bench-timing.lock``, or the same name in :func:`tempfile.gettempdir` where
+    there is no ``/var/tmp`` (Windows).
+
+    Fixed per host rather than taken from ``TMPDIR``: two runs with different temp directories must
+    still find the same lock.
+    """
+    shared = Path("/var/tmp")
+    return (shared if os.name == "posix" and shared.is_dir() else Path(tempfile.gettempdir())) / _LOCK_NAME
+
+
+def timing_lock_path() -> Path | None:
+    """The lock file of this host's timing slot, or ``None`` where ``FASTNAS_BENCH_TIMING_LOCK=off``."""
+    setting = os.environ.get(TIMING_LOCK_ENV, "")
+    if setting == "off":
+        return None
+    return Path(os.path.abspath(setting)) if setting else default_timing_lock_path()
+
+
+@dataclass
+class _Slot:
+    """One process's hold of one lock file.
+
+    The file lock is taken once, by the outermost block; nested blocks of the holding thread only
+    count. This does not rely on filelock's own re-entrance, which differs across its versions (a
+    second lock object on the same path deadlocks in some and raises in others). Another thread of
+    the process waits on ``guard`` as another process waits on the file.
+    """
+
+    lock: Any  # filelock.FileLock
+    guard: threading.RLock = field(default_factory=threading.RLock)
+    depth: int = 0
+    holder: int | None = None  # the holding thread's ident, while depth > 0
+
+
+# Keyed by process as well: a forked child gets fresh slots, and waits for its parent like any process.
+_slots: dict[tuple[int, Path], _Slot] = {}
+_slots_guard = threading.Lock()
+
+
+def _check_lock_path(path: Path) -> None:
+    """Fail at once, naming the path, where filelock would fail obscurely or retry forever."""
+    how = f"set {TIMING_LOCK_ENV} to a lock file this account can write, or to 'off'"
+    if path.is_dir():
+        raise BadInputError(f"timing lock {path} is a directory; {how}")
+    if not path.parent.is_dir():
+        raise BadInputError(f"timing lock directory {path.parent} does not exist; create it or {how}")
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise BadInputError(f"timing lock {path} is not writable by this account (another user's?); {how}")
+    elif not os.access(path.parent, os.W_OK | os.X_OK):
+        raise BadInputError(f"timing lock directory {path.parent} is not writable by this account; {how}")
+
+
+def _acquire_file_lock(lock: Any, path: Path) -> None:
+    from filelock import Timeout
+
+    _check_lock_path(path)
+    try:
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            progress.report(f"waiting for another run on this host to finish timing (holder of {path})")
+            lock.acquire()
+    except OSError as exc:
+        # E.g. a lock file another account owns in a sticky directory such as /var/tmp, which recent
+        # filelock versions refuse even when its mode lets everyone write.
+        raise BadInputError(f"cannot lock the timing lock {path} ({exc.strerror or exc}); set {TIMING_LOCK_ENV} "
+                            "to a lock file this account can write (in a directory that is not sticky), "
+                            "or to 'off'") from exc
+
+
+def timing_slot_held() -> bool:
+    """Whether this thread is inside a :func:`timing_slot` block (always ``False`` with the slot off)."""
+    path = timing_lock_path()
+    slot = _slots.get((os.getpid(), path)) if path is not None else None
+    return slot is not None and slot.holder == threading.get_ident()
 
 
 @contextlib.contextmanager
 def timing_slot() -> Iterator[None]:
-    """Hold the host-wide timing slot for a timed block; nested blocks of one process share it."""
-    setting = os.environ.get(TIMING_LOCK_ENV, "")
-    if setting == "off":
+    """Hold the host-wide timing slot for a timed block.
+
+    The slot is a lock file (:func:`timing_lock_path`; ``FASTNAS_BENCH_TIMING_LOCK`` moves it or turns
+    it ``off``), created with mode 0o666. Blocks nest: an inner block of the thread holding the slot
+    enters at once. Another thread of this process, like another process, waits, saying so.
+
+    Raises:
+        BadInputError: the lock file or its directory is missing, not writable, or cannot be locked.
+    """
+    path = timing_lock_path()
+    if path is None:
         yield
         return
-    from filelock import FileLock, Timeout
+    from filelock import FileLock
 
-    path = setting or str(Path(tempfile.gettempdir()) / "fastnas-bench-timing.lock")
-    with _locks_guard:
-        # One lock object per path: filelock counts re-entries of an object, so an ABBA block's inner
-        # per-call timing does not wait for the block itself.
-        lock = _locks.setdefault(path, FileLock(path))
+    with _slots_guard:
+        key = (os.getpid(), path)
+        if key not in _slots:
+            # thread_local=False: the guard, not filelock, keeps the threads apart.
+            _slots[key] = _Slot(FileLock(str(path), mode=_LOCK_MODE, thread_local=False))
+        slot = _slots[key]
+    if not slot.guard.acquire(blocking=False):
+        progress.report(f"waiting for another thread of this process to finish timing (holder of {path})")
+        slot.guard.acquire()
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        progress.report(f"waiting for another run on this host to finish timing (holder of {path})")
-        lock.acquire()
-    try:
-        yield
+        if slot.depth == 0:
+            _acquire_file_lock(slot.lock, path)
+            slot.holder = threading.get_ident()
+        slot.depth += 1
+        try:
+            yield
+        finally:
+            slot.depth -= 1
+            if slot.depth == 0:
+                slot.holder = None
+                slot.lock.release()
     finally:
-        lock.release()
+        slot.guard.release()
 
 
 @dataclass(frozen=True)
