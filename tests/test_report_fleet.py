@@ -131,3 +131,33 @@ def test_one_machine_class_keeps_the_per_run_report(tmp_path: Path) -> None:
     text = summary.read_text()
     assert text.startswith("before\n\n## fastnas-bench: run 0002_b\n")
     assert "| Latency onnxruntime bs1 (ms, p50, paired rounds) | 50.00 | 38.76 | -22.5% (1.29x, CI [1.27, 1.31]) |" in text
+
+
+def test_a_profile_or_class_without_saved_runs_says_no_runs_yet(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from fastnas_bench.verdicts.baselines import BaselineStore
+    from fastnas_bench.verdicts.records import SpeedupRecord
+    from fastnas_bench.verdicts.results_store import ResultsStore
+
+    url = f"file://{tmp_path}/store"
+    summary = tmp_path / "summary.md"
+    # Nothing of profile paper at all: a report saying so, in the job summary too, and exit 0.
+    assert main(["report", "--results-store", url, "--profile", "paper", "--out", str(tmp_path / "none"),
+                 "--job-summary", str(summary)]) == 0
+    said = f"No runs yet: {url} holds no saved run of profile paper."
+    assert said in capsys.readouterr().out
+    assert said in (tmp_path / "none" / "report.md").read_text() and said in summary.read_text()
+    assert json.loads((tmp_path / "none" / "report.json").read_text())["no_runs"] == said
+
+    # The CPU class saved a run; the GPU class recorded runs but saved none yet: CPU reported, GPU named.
+    store = ResultsStore.open(url)
+    saved = _run(CPU, "2024-06-01T12:00:00+00:00", 1.29)
+    saved["fastnas_bench"]["profile"] = "cpu"  # as the suite's plugin saves it
+    store.put_saved_run(CPU, "cpu", "2024-06-01T12:00:00+00:00", saved)
+    BaselineStore(tmp_path, GPU, "cpu", store).append({"test_speedup[pytorch-fastnas66-bs1]": SpeedupRecord(1.4)}, {})
+    assert main(["report", "--results-store", url, "--out", str(tmp_path / "some"), "--job-summary", str(summary)]) == 0
+    said = f"No runs yet: {url} holds no saved run of profile cpu from machine class {GPU}."
+    assert said in capsys.readouterr().out
+    md = (tmp_path / "some" / "report.md").read_text()
+    assert said in md and "## Run " in md
+    assert summary.read_text().rstrip().endswith(said)

@@ -99,7 +99,7 @@ def test_fleet_runs_build_then_bench_then_report() -> None:
     assert _needs(jobs["bench"]) == ["build"]
     assert _needs(jobs["report"]) == ["bench"]
     # The report also shows what the machine classes stored when a bench job failed.
-    assert jobs["report"]["if"] == "always()"
+    assert jobs["report"]["if"] == "${{ !cancelled() }}"
 
 
 def test_fleet_bench_entries_name_a_runner_and_a_known_profile() -> None:

@@ -17,6 +17,7 @@ from fastnas_bench.config.options import (
     parse_fraction,
     parse_latency_targets,
     parse_methods,
+    parse_positive_int,
     parse_profile,
     parse_seeds,
 )
@@ -153,16 +154,17 @@ def _ab_env(args: argparse.Namespace) -> int:
 def _baselines(args: argparse.Namespace) -> int:
     """Show the stored runs of this machine class, accept an intended shift, or move runs between a results
     store and the baselines files."""
-    import os
-
     from fastnas_bench.host import machine_class
     from fastnas_bench.verdicts.baselines import BaselineStore, pull, push
-    from fastnas_bench.verdicts.results_store import RESULTS_STORE_ENV, ResultsStore
+    from fastnas_bench.verdicts.results_store import RESULTS_STORE_ENV, ResultsStore, resolve_url
 
-    url = args.results_store or os.environ.get(RESULTS_STORE_ENV)
+    moving = args.action in ("pull", "push")
+    # show/accept read one place, as the plugin does: a store and an explicit --baselines-dir contradict each
+    # other there; pull/push move runs between the two, so they take both.
+    url = resolve_url(args.results_store, None if moving else args.baselines_dir)
     results = ResultsStore.open(url) if url else None
-    root = Path(args.baselines_dir)
-    if args.action in ("pull", "push"):
+    root = Path(args.baselines_dir or "baselines")
+    if moving:
         if results is None:
             raise BadInputError(f"baselines {args.action} needs --results-store URL (or ${RESULTS_STORE_ENV})")
         if args.action == "pull":
@@ -203,7 +205,8 @@ def _baselines(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from fastnas_bench.report.write import step_summary_path, write_report, write_report_docs
+    from fastnas_bench.report.fleet import no_runs_line
+    from fastnas_bench.report.write import step_summary_path, write_no_runs_report, write_report, write_report_docs
 
     # In GitHub Actions the fleet table (or the newest run's headline) also lands in the job summary.
     summary = Path(args.job_summary) if args.job_summary else step_summary_path()
@@ -213,10 +216,19 @@ def _report(args: argparse.Namespace) -> int:
         from fastnas_bench.verdicts.results_store import ResultsStore
 
         store = ResultsStore.open(args.results_store)
-        docs = store.saved_runs(args.profile, newest=args.newest)
+        by_class = store.saved_runs_by_class(args.profile, newest=args.newest)
+        docs = [run for runs in by_class.values() for run in runs]
+        # A class (or the whole profile) whose runners have not saved a run yet is news, not an error: the
+        # fleet's other classes are still reported, and a nightly's report job stays green.
+        waiting = [cls for cls, runs in by_class.items() if not runs]
+        note = no_runs_line(args.profile, waiting if docs else [], store.url)
         if not docs:
-            raise BadInputError(f"results store {store.url} holds no saved runs of profile {args.profile!r}")
-        outputs = write_report_docs(docs, Path(args.out), job_summary=summary)
+            print(note)
+            outputs = write_no_runs_report(Path(args.out), note, job_summary=summary)
+        else:
+            if waiting:
+                print(note)
+            outputs = write_report_docs(docs, Path(args.out), job_summary=summary, no_runs=note if waiting else None)
     else:
         outputs = write_report([Path(p) for p in args.runs], Path(args.out), job_summary=summary)
     for path in outputs:
@@ -296,7 +308,8 @@ def make_parser() -> argparse.ArgumentParser:
     baselines.add_argument("action", choices=("show", "accept", "pull", "push"))
     baselines.add_argument("--profile", dest="profile_filter", type=arg_type(parse_profile), default=None,
                            help=f"one of {', '.join(PROFILES)} (show/accept: default cpu; pull/push: default all)")
-    baselines.add_argument("--baselines-dir", default="baselines", help="stored baselines root (default: ./baselines)")
+    baselines.add_argument("--baselines-dir", default=None,
+                           help="stored baselines root (default: ./baselines); show/accept: not beside a results store")
     baselines.add_argument("--results-store", default=None,
                            help="an fsspec URL of a results store (default: $FASTNAS_BENCH_RESULTS): show/accept act "
                                 "on it instead of the files; pull copies its runs into the files, push the reverse")
@@ -315,7 +328,8 @@ def make_parser() -> argparse.ArgumentParser:
                              "the newest of each machine class")
     report.add_argument("--profile", type=arg_type(parse_profile), default="cpu",
                         help="with --results-store: the profile whose runs to read")
-    report.add_argument("--newest", type=int, default=1, help="with --results-store: runs per machine class (default 1)")
+    report.add_argument("--newest", type=arg_type(parse_positive_int), default=1,
+                        help="with --results-store: runs per machine class (default 1)")
     report.add_argument("--out", default="fastnas-report", help="output directory")
     report.add_argument("--job-summary", default=None, help="append the fleet table (one machine class: the newest "
                                                             "run's headline table) to this Markdown file "

@@ -11,6 +11,7 @@ RELIED_ON = (
     ("pytest_benchmark.session", "BenchmarkSession"),
     ("pytest_benchmark.stats", "Metadata"),
     ("pytest_benchmark.stats", "Stats"),
+    ("pytest_benchmark.utils", "get_tag"),
 )
 
 
@@ -36,5 +37,9 @@ def ensure_saved(config: Any) -> None:
     """Have pytest-benchmark save the run (``--benchmark-autosave``) unless it saves it already; call it before
     pytest-benchmark's own ``pytest_configure`` reads the options."""
     option = config.option
-    if not (getattr(option, "benchmark_save", None) or getattr(option, "benchmark_autosave", False)):
-        option.benchmark_autosave = True
+    if not (getattr(option, "benchmark_save", None) or getattr(option, "benchmark_autosave", None)):
+        from pytest_benchmark.utils import get_tag
+
+        # The option is ``store_const`` of ``get_tag()`` (plugin.py), and the value is the saved file's name
+        # (``<counter>_<value>.json``, FileStorage.save): ``True`` would name it ``0001_True.json``.
+        option.benchmark_autosave = get_tag()

@@ -17,7 +17,7 @@ from fastnas_bench.variants.spec import parse_flops_target, parse_latency_target
 
 __all__ = ["arg_type", "parse_backends", "parse_batch_sizes", "parse_divisors", "parse_flops_target", "parse_flops_targets",
            "parse_fraction", "parse_imgsz", "parse_latency_targets", "parse_methods", "parse_model",
-           "parse_positive_float", "parse_profile"]
+           "parse_positive_float", "parse_positive_int", "parse_profile"]
 
 
 def arg_type(parse):  # type: ignore[no-untyped-def]
@@ -115,6 +115,16 @@ def parse_positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise BadInputError(f"{text!r} must be a positive number")
+    return value
+
+
+def parse_positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadInputError(f"{text!r} must be a positive integer") from None
+    if value < 1:
+        raise BadInputError(f"{text!r} must be a positive integer")
     return value
 
 

@@ -183,6 +183,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     bench = session.config.stash.get(SESSION_KEY, None)
     if bench is not None:
         bench.finish(exitstatus, stopped_early=bool(session.shouldstop or session.shouldfail))
+        if bench.record_error is not None and session.exitstatus == pytest.ExitCode.OK:
+            # A run asked to record itself that did not is no green run: CI must see it (the summary says why).
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -20,6 +20,7 @@ from fastnas_bench.compat import pytest as pytest_compat
 from fastnas_bench.compat import pytest_benchmark as benchmark_compat
 from fastnas_bench.config.settings import BenchSettings, resolve_settings
 from fastnas_bench.errors import BadInputError
+from fastnas_bench.fsurl import one_line
 from fastnas_bench.host import machine_class, require_cuda, static_machine_info
 from fastnas_bench.measure.inject import INJECT_SLOWDOWN_ENV, parse_injected_slowdowns
 from fastnas_bench.variants.data import GENERATED_PREFIX
@@ -27,7 +28,7 @@ from fastnas_bench.verdicts.accuracy import RECALL_CONF
 from fastnas_bench.verdicts.baselines import BaselineStore, utc_now
 from fastnas_bench.verdicts.gates import MAX_GATING_RESOLUTION, STORED_FAMILY_ALPHA, GateVerdict
 from fastnas_bench.verdicts.records import LatencyRecord, SpeedupRecord, TestKey
-from fastnas_bench.verdicts.results_store import RESULTS_STORE_ENV, ResultsStore
+from fastnas_bench.verdicts.results_store import ResultsStore, resolve_url
 
 if TYPE_CHECKING:
     from fastnas_bench.measure.ab import ABResult
@@ -83,6 +84,10 @@ class BenchSession:
         #: Paired accuracy drops from the baseline by pruned variant name, by metric.
         self.accuracy: dict[str, dict[str, PairedDrop]] = {}
         self.update_note: str | None = None
+        #: Why asked-for recording failed (the store unreachable, a file unwritable): the session then fails.
+        self.record_error: str | None = None
+        #: Test ids stored before this run recorded itself: what the summary needs, without reading the store again.
+        self._stored_before: set[str] | None = None
         #: The run as pytest-benchmark saves it (with this suite's fields), once it has been saved.
         self.saved_doc: dict[str, Any] | None = None
 
@@ -152,7 +157,8 @@ class BenchSession:
         the A/B verdicts with theirs.
 
         A run that ran to its end is recorded whether it passed or failed (the history says which; the
-        gates do not read what their gate failed); an interrupted or crashed one is not.
+        gates do not read what their gate failed); an interrupted or crashed one is not. Where recording fails
+        (the store unreachable, a file unwritable), :attr:`record_error` says why in one line.
         """
         if not self.update or not (self.produced or self.ab_results):
             return
@@ -163,11 +169,24 @@ class BenchSession:
         outcomes = {g.stored_id: g.outcome for g in self.gates.values()}
         verdicts = {k: {**asdict(r), "outcome": outcome, "reference": str(self.settings.ab_reference)}
                     for k, (r, outcome) in self.ab_results.items()}
-        self.store.append(self.produced, outcomes, verdicts)
+        try:
+            self._stored_before = set(self.store.stored)  # read by the gates already, where any ran
+            self.store.append(self.produced, outcomes, verdicts)
+        except (BadInputError, OSError) as e:  # BadInputError: the results store's one-line errors, naming it
+            why = one_line(e) if isinstance(e, BadInputError) else f"{self.store.where}: {type(e).__name__}: " + one_line(e)
+            self.record_error = f"this run was NOT recorded in the baselines: {why}"
+            self.update_note = self.record_error
+            return
         saved = ""
         if self.store.results is not None and self.saved_doc is not None:
-            url, _ = self.store.results.put_saved_run(self.machine_class, self.settings.profile.name, utc_now(),
-                                                      self.saved_doc)
+            try:
+                url, _ = self.store.results.put_saved_run(self.machine_class, self.settings.profile.name, utc_now(),
+                                                          self.saved_doc)
+            except BadInputError as e:
+                self.record_error = (f"this run was recorded in {self.store.where}, but its saved run was NOT stored "
+                                     f"for `fastnas-bench report`: {one_line(e)}")
+                self.update_note = self.record_error
+                return
             saved = f" and its saved run as {url}"
         failed = sorted(k for k, o in outcomes.items() if o == "fail")
         self.update_note = (f"this run was recorded in {len(self.produced) + len(verdicts)} entries of {self.store.where}"
@@ -264,12 +283,15 @@ class BenchSession:
         if os.environ.get(INJECT_SLOWDOWN_ENV):
             write(f"fastnas-bench: {INJECT_SLOWDOWN_ENV}={os.environ[INJECT_SLOWDOWN_ENV]} slowed this run on purpose")
         if self.update_note:
-            write(f"fastnas-bench: {self.update_note}")
-        if self.produced and self.store.stored:
-            orphans = sorted(set(self.store.stored) - set(self.produced))
-            if orphans:
-                write(f"fastnas-bench: {len(orphans)} stored baseline(s) in {self.store.where} were not produced by "
-                      "this run: " + ", ".join(orphans))
+            write(f"fastnas-bench: {self.update_note}", red=self.record_error is not None)
+        if not self.produced or self.record_error is not None:
+            return  # where the store failed once this session, reading it again would fail the same way
+        # What was stored before this run recorded itself (or, unrecorded, what the gates read): no second read.
+        stored = self._stored_before if self._stored_before is not None else set(self.store.stored)
+        orphans = sorted(stored - set(self.produced))
+        if orphans:
+            write(f"fastnas-bench: {len(orphans)} stored baseline(s) in {self.store.where} were not produced by "
+                  "this run: " + ", ".join(orphans))
 
 
 def _results_store(config: pytest.Config, update: bool) -> ResultsStore | None:
@@ -278,13 +300,10 @@ def _results_store(config: pytest.Config, update: bool) -> ResultsStore | None:
     Raises:
         pytest.UsageError: for a URL that cannot be opened, or beside an explicit ``--baselines-dir``.
     """
-    url = config.getoption("results_store") or os.environ.get(RESULTS_STORE_ENV)
-    if not url:
-        return None
-    if config.getoption("baselines_dir"):
-        raise pytest.UsageError(f"--baselines-dir and a results store ({url}) both name where the stored runs are; "
-                                "give one (move runs between them with `fastnas-bench baselines pull/push`)")
     try:
+        url = resolve_url(config.getoption("results_store"), config.getoption("baselines_dir"))
+        if not url:
+            return None
         store = ResultsStore.open(url)
     except BadInputError as e:
         raise pytest.UsageError(str(e)) from None

@@ -172,6 +172,13 @@ def fleet_rows(docs: Sequence[tuple[str, dict[str, Any]]]) -> list[FleetRow]:
     return sorted(rows, key=lambda r: (r.machine_class, r.target, r.batch, r.variant))
 
 
+def no_runs_line(profile: str, machine_classes: Sequence[str], where: str) -> str:
+    """What a report says where ``machine_classes`` of the fleet (none named: every class) have no saved run of
+    ``profile`` yet in ``where`` (their runners have not run, or not got as far as saving one)."""
+    of = f" from machine class {', '.join(machine_classes)}" if machine_classes else ""
+    return f"No runs yet: {where} holds no saved run of profile {profile}{of}."
+
+
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 

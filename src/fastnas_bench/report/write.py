@@ -25,7 +25,7 @@ def write_report(runs: list[Path], out: Path, *, job_summary: Path | None = None
 
 
 def write_report_docs(docs: list[tuple[str, dict[str, Any]]], out: Path, *,
-                      job_summary: Path | None = None) -> list[Path]:
+                      job_summary: Path | None = None, no_runs: str | None = None) -> list[Path]:
     """Write ``report.md``, ``report.json`` and the PNG plots of every run into ``out``; return their paths.
 
     With several runs the plots of each carry its index (``2-pareto.png``). Where the runs span two
@@ -38,6 +38,9 @@ def write_report_docs(docs: list[tuple[str, dict[str, Any]]], out: Path, *,
         out: Output directory (created).
         job_summary: A file to append the fleet table to, or with one machine class the newest run's
             headline table (GitHub Actions' ``$GITHUB_STEP_SUMMARY``); ``None``: none.
+        no_runs: A line naming the machine classes with no saved run yet
+            (:func:`~fastnas_bench.report.fleet.no_runs_line`), said after the fleet table, in the job summary
+            too, and kept in ``report.json`` as ``"no_runs"``.
 
     Raises:
         BadInputError: naming a run that is no suite run, or, across machine classes, one without a
@@ -60,7 +63,7 @@ def write_report_docs(docs: list[tuple[str, dict[str, Any]]], out: Path, *,
         documents.append({"summary": summary, "speedups": doc.get("fastnas_bench", {}).get("speedups", {}),
                           "rows": [asdict(r) for r in rows]})
     md = out / "report.md"
-    fleet_lines = fleet_markdown(fleet) if fleet is not None else []
+    fleet_lines = [*(fleet_markdown(fleet) if fleet is not None else []), *([no_runs] if no_runs else [])]
     md.write_text(to_markdown(reports, [Path(name).name for name, _ in docs], fleet_lines))
     js = out / "report.json"
     # ``summary`` is the newest run's, for readers of single-run reports.
@@ -68,6 +71,8 @@ def write_report_docs(docs: list[tuple[str, dict[str, Any]]], out: Path, *,
     if fleet is not None:
         report["fleet"] = [row_of_json(r) for r in fleet]
         pngs.insert(0, fleet_plot(fleet, out / "fleet-speedup.png"))
+    if no_runs:
+        report["no_runs"] = no_runs
     js.write_text(json.dumps(report, indent=2))
     if job_summary is not None:
         if fleet is not None:
@@ -75,8 +80,20 @@ def write_report_docs(docs: list[tuple[str, dict[str, Any]]], out: Path, *,
         else:
             summary, speedups, _ = reports[_newest(docs)]
             lines = headline_markdown(summary, speedups)
-        append_job_summary(job_summary, "\n".join(lines))
+        append_job_summary(job_summary, "\n".join([*lines, *(["", no_runs] if no_runs else [])]))
     return [md, js, *pngs]
+
+
+def write_no_runs_report(out: Path, no_runs: str, *, job_summary: Path | None = None) -> list[Path]:
+    """``report.md`` and ``report.json`` saying ``no_runs`` (there is no saved run to report yet), and the same in
+    the job summary; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    md, js = out / "report.md", out / "report.json"
+    md.write_text(f"# fastnas-bench report\n\n{no_runs}\n")
+    js.write_text(json.dumps({"summary": None, "runs": [], "no_runs": no_runs}, indent=2))
+    if job_summary is not None:
+        append_job_summary(job_summary, f"## fastnas-bench fleet: newest run per machine class\n\n{no_runs}")
+    return [md, js]
 
 
 def _newest(docs: Sequence[tuple[str, dict[str, Any]]]) -> int:

@@ -100,7 +100,8 @@ def merge_baselines(path: Path, machine_class: str, profile: str, doc: dict[str,
     """Atomically add to ``path`` the runs and accepted shifts of ``doc`` (a baselines document) it lacks.
 
     A run is one entry of a test id at a recording time; one already in the file is kept as it is. Returns
-    how many runs were added.
+    how many runs were added: those the file keeps (``MAX_STORED_RUNS`` per test id), not those trimmed off again,
+    so a second merge of the same document adds 0. A file that would not change is not written.
     """
     from filelock import FileLock
 
@@ -113,14 +114,17 @@ def merge_baselines(path: Path, machine_class: str, profile: str, doc: dict[str,
             runs = tests.setdefault(test_id, [])
             known = {r.get("recorded_at") for r in runs}
             new = [r for r in entry.get("runs", []) if r.get("recorded_at") not in known]
-            added += len(new)
             # Runs of schema 2 carry no time: they predate every other.
             runs[:] = _trimmed(sorted(runs + new, key=lambda r: r.get("recorded_at") or ""))
+            # Older than the file's window, a store's run is trimmed off again: it was not added.
+            fresh = {id(r) for r in new}
+            added += sum(id(r) in fresh for r in runs)
         shifts = {a["at"]: a for a in [*old.get("accepted", []), *doc.get("accepted", [])]}
         out = {"schema": SCHEMA_VERSION, "machine_class": machine_class, "profile": profile,
                "tests": {k: {"runs": v} for k, v in tests.items()},
                "accepted": [shifts[at] for at in sorted(shifts, key=datetime.fromisoformat)]}
-        atomic_write_text(path, json.dumps(out, indent=2, sort_keys=True) + "\n")
+        if out != old:
+            atomic_write_text(path, json.dumps(out, indent=2, sort_keys=True) + "\n")
     return added
 
 
@@ -247,8 +251,11 @@ def pull(results: ResultsStore, root: Path, machine_class: str | None = None,
     for cls, prof in results.machine_classes("runs"):
         if machine_class not in (None, cls) or profile not in (None, prof):
             continue
+        doc = results.baselines_doc(cls, prof)
+        if not doc:  # a folder with no intact run of its own: nothing to pull, no empty file to write
+            continue
         path = baseline_path(root, cls, prof)
-        done.append((path, merge_baselines(path, cls, prof, results.baselines_doc(cls, prof))))
+        done.append((path, merge_baselines(path, cls, prof, doc)))
     return done
 
 
