@@ -2,9 +2,9 @@
 their modules.
 
 The order is the pipeline, bottom to top: leaves and adapters, host facts, registries, what a variant is,
-YOLO plumbing, backends, measurement, pruning methods, the build, verdicts, settings, report, the pytest
-plugin, the command line. A module may import from its own layer or any layer listed before it, never
-from one after it; a new module must be placed here before the test passes.
+YOLO plumbing, backends, measurement, pruning methods, the build, verdicts, settings, report, the measured
+latency frontier, the pytest plugin, the command line. A module may import from its own layer or any layer
+listed before it, never from one after it; a new module must be placed here before the test passes.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("verdicts.gates", "verdicts.baselines"),
     ("config.options", "config.settings", "config.matrix"),
     ("report",),
+    ("frontier",),
     ("pytest_plugin",),
     ("cli",),
 ]

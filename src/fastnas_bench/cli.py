@@ -243,6 +243,20 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _frontier(args: argparse.Namespace) -> int:
+    """Measured latency vs FLOPs of sampled width configurations, on each backend; resumes what is in --out."""
+    from fastnas_bench.frontier.settings import FrontierSettings
+
+    # Validated before anything heavy loads: a bad value costs no search space and no timing.
+    settings = FrontierSettings(backends=args.backends, configs=args.configs, rounds=args.rounds, seed=args.seed,
+                                imgsz=args.imgsz, threads=args.threads)
+    from fastnas_bench.frontier.run import run_frontier
+
+    for path in run_frontier(settings, Path(args.out), args.cache_dir):
+        print(path)
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastnas-bench", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -341,6 +355,27 @@ def make_parser() -> argparse.ArgumentParser:
     export.add_argument("variant", help="a variant's cache entry (the path `build` prints) or its model.pt")
     export.add_argument("out", help="output .pt path")
     export.set_defaults(func=_export)
+
+    from fastnas_bench.frontier.settings import FrontierSettings as Frontier  # its defaults; torch-free
+
+    frontier = sub.add_parser("frontier", help="measured latency vs FLOPs of sampled width configurations of the cpu "
+                                               "profile's yolov8n search space, per backend: Pareto set, efficiency, "
+                                               "latency-table rank correlation (resumable)")
+    frontier.add_argument("--out", required=True, help="results folder: plan, one file per measurement, report, plot")
+    frontier.add_argument("--backends", type=arg_type(parse_backends), default=Frontier.backends,
+                          help="CPU backends to time (comma-separated)")
+    frontier.add_argument("--configs", type=arg_type(parse_positive_int), default=Frontier.configs,
+                          help="configurations to sample")
+    frontier.add_argument("--rounds", type=arg_type(parse_positive_int), default=Frontier.rounds,
+                          help="ABBA rounds per configuration and backend (≥ 6), fixed in advance")
+    frontier.add_argument("--seed", type=int, default=Frontier.seed, help="seed of the random configurations")
+    frontier.add_argument("--imgsz", type=arg_type(parse_positive_int), default=Frontier.imgsz,
+                          help="input side in pixels")
+    frontier.add_argument("--threads", type=arg_type(parse_positive_int), default=Frontier.threads,
+                          help="CPU threads of every backend")
+    frontier.add_argument("--cache-dir", default=None, help="cache root of the latency tables "
+                                                           "(default: $FASTNAS_BENCH_CACHE or user cache)")
+    frontier.set_defaults(func=_frontier)
     return parser
 
 

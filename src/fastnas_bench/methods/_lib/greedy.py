@@ -26,6 +26,7 @@ def greedy_select(
     choices: Mapping[str, Sequence[int]],
     cost_ms: Callable[[dict[str, int]], float],
     target_ms: float,
+    on_step: Callable[[dict[str, int], float], None] | None = None,
 ) -> dict[str, int]:
     """Widths, narrowed one choice at a time by least loss per millisecond saved, whose cost meets ``target_ms``.
 
@@ -34,6 +35,9 @@ def greedy_select(
         choices: hparam → the widths it can take (any order).
         cost_ms: Predicted latency in ms of a whole configuration (hparam → width, every hparam named).
         target_ms: Latency the selection must not exceed, in ms.
+        on_step: Called with the widths and their cost (ms) after each step taken. The walk to a
+            lower target passes through the selection for every higher one, so one walk with this
+            gives the selections for a whole range of targets.
 
     Returns:
         hparam → chosen width, for every hparam of ``choices``; the widest choices where the full
@@ -77,6 +81,8 @@ def greedy_select(
                                "it is not a function of the widths")
         _, h, current_ms = best
         rung[h] += 1
+        if on_step is not None:
+            on_step(_widths(ladders, rung), current_ms)
     return _widths(ladders, rung)
 
 
