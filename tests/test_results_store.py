@@ -226,12 +226,15 @@ def _saved_run_suite(pytester: pytest.Pytester) -> None:
     infos = {b["name"].partition("[")[2][:-1]: b["extra_info"] for b in benches}
     pytester.makepyfile(test_saved=f"""
         import pytest
+        from fastnas_bench.backends.base import BackendTarget
         from fastnas_bench.verdicts.records import SpeedupRecord, TestKey
 
         INFOS = {infos!r}
 
-        @pytest.mark.parametrize("info", list(INFOS.values()), ids=list(INFOS))
-        def test_latency(benchmark, bench_session, info):
+        # A parameter JSON cannot encode, as the suite's own tests have: saved as pytest-benchmark saves it.
+        @pytest.mark.parametrize("info,backend_target", [(i, BackendTarget("pytorch", "fp32")) for i in INFOS.values()],
+                                 ids=list(INFOS))
+        def test_latency(benchmark, bench_session, info, backend_target):
             benchmark.pedantic(lambda: None, rounds=3, iterations=1)
             benchmark.extra_info.update(info)
             if info["variant"] != "baseline":

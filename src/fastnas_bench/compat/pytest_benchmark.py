@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 READ_FROM = {"pytest-benchmark": "5.3.1"}
@@ -12,6 +13,7 @@ RELIED_ON = (
     ("pytest_benchmark.stats", "Metadata"),
     ("pytest_benchmark.stats", "Stats"),
     ("pytest_benchmark.utils", "get_tag"),
+    ("pytest_benchmark.utils", "safe_dumps"),
 )
 
 
@@ -43,3 +45,11 @@ def ensure_saved(config: Any) -> None:
         # The option is ``store_const`` of ``get_tag()`` (plugin.py), and the value is the saved file's name
         # (``<counter>_<value>.json``, FileStorage.save): ``True`` would name it ``0001_True.json``.
         option.benchmark_autosave = get_tag()
+
+
+def as_saved(output_json: dict[str, Any]) -> dict[str, Any]:
+    """``output_json`` as pytest-benchmark writes it to its file: parameters it cannot encode (a test's
+    dataclass parameters) become its ``UNSERIALIZABLE[...]`` strings, so a copy stored elsewhere reads the same."""
+    from pytest_benchmark.utils import safe_dumps
+
+    return dict(json.loads(safe_dumps(output_json)))

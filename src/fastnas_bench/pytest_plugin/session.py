@@ -181,7 +181,7 @@ class BenchSession:
         if self.store.results is not None and self.saved_doc is not None:
             try:
                 url, _ = self.store.results.put_saved_run(self.machine_class, self.settings.profile.name, utc_now(),
-                                                          self.saved_doc)
+                                                          benchmark_compat.as_saved(self.saved_doc))
             except BadInputError as e:
                 self.record_error = (f"this run was recorded in {self.store.where}, but its saved run was NOT stored "
                                      f"for `fastnas-bench report`: {one_line(e)}")
