@@ -146,7 +146,7 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
     progress.report(f"frontier: building the {spec.model} search space (channel divisor {spec.channel_divisor})")
     model = DetectionModel(f"{spec.model}.yaml", nc=nc, verbose=False).eval()
     # A model built from YAML lacks what a trained checkpoint's carries and Ultralytics' exporter reads.
-    model.task = "detect"
+    setattr(model, "task", "detect")  # noqa: B010 - nn.Module's __setattr__ types it as a tensor or module
     net, hparams = searchable(model, spec.channel_divisor)
     choices = {h: sorted(int(w) for w in hparam_choices(hp)) for h, hp in hparams.items()}
     source = subnet(net, {})
@@ -171,8 +171,11 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
         export = _ReusedExport()
         probes = {b: LatencyProbe(source, budget(b), Path(work) / b, export=export) for b in settings.backends}
         keys = {b: table_key(source_id, choices, budget(b)) for b in table_backends}
-        tables = {b: cached_table(cache, keys[b], lambda b=b: build_table(shapes, budget(b), probes[b].reference_call))
-                  for b in table_backends}
+
+        def build(backend: str) -> Callable[[], Any]:
+            return lambda: build_table(shapes, budget(backend), probes[backend].reference_call)
+
+        tables = {b: cached_table(cache, keys[b], build(b)) for b in table_backends}
         costs = {b: (lambda w, t=t: t.cost_ms(active(w))) for b, t in tables.items()}
         greedy_backend = table_backends[0] if table_backends else None
         plan_key = digest({"configs": settings.configs, "seed": settings.seed, "source": source_id, "choices": choices,
