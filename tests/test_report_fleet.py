@@ -60,7 +60,8 @@ def test_fleet_table_has_one_row_per_class_and_backend_from_the_newest_runs(flee
     paths = write_report(fleet_files, out)
     md = (out / "report.md").read_text()
     assert md.index("## Fleet: newest run per machine class") < md.index("## Run 0001_cpu")
-    table = [line for line in md.splitlines() if line.startswith((f"| {CPU} |", f"| {GPU} |"))]
+    fleet_section = md.split("## Interleaved speedups across runs")[0]
+    table = [line for line in fleet_section.splitlines() if line.startswith((f"| {CPU} |", f"| {GPU} |"))]
     assert table == [
         f"| {CPU} | onnxruntime | 1 | fastnas66 | 1.29x [1.27, 1.31] | 0.625 | 0.60 | 50.00 | 38.76 | PASS | "
         "0002_cpu (2024-06-01 12:00) |",
@@ -161,3 +162,17 @@ def test_a_profile_or_class_without_saved_runs_says_no_runs_yet(tmp_path: Path,
     md = (tmp_path / "some" / "report.md").read_text()
     assert said in md and "## Run " in md
     assert summary.read_text().rstrip().endswith(said)
+
+
+def test_runs_pool_across_runs_only_within_their_machine_class(fleet_files: list[Path], tmp_path: Path) -> None:
+    files = [*fleet_files, *_write(tmp_path, {"0008_gpu.json": _run(GPU, "2024-06-02T09:30:00+00:00", 1.55)})]
+    write_report(files, tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    pooled = [line for line in md.split("## Interleaved speedups across runs of one machine class")[1].splitlines()
+              if line.startswith(("| " + CPU, "| " + GPU))]
+    # Two runs of each class: each class its own median and range, never one figure over both machines.
+    assert pooled == [
+        f"| {CPU} | test_speedup[onnxruntime-fastnas66-bs1] | 2 | 1.195x | 1.100x–1.290x | 0.625 | 0.42 |",
+        f"| {GPU} | test_speedup[onnxruntime-fastnas66-bs1] | 2 | 1.500x | 1.450x–1.550x | 0.625 | 0.89 |",
+    ]
+    assert f"## Run 0001_cpu ({CPU})" in md

@@ -226,26 +226,34 @@ def _batch_scaling(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _speedups_across_runs(all_speedups: list[dict[str, SpeedupRecord]]) -> list[str]:
-    """Median and range of each interleaved speedup that several runs measured: the repeatable figure."""
-    by_test: dict[str, list[SpeedupRecord]] = defaultdict(list)
-    for speedups in all_speedups:
+def _speedups_across_runs(all_speedups: list[dict[str, SpeedupRecord]],
+                          classes: Sequence[str | None] = ()) -> list[str]:
+    """Median and range of each interleaved speedup that several runs measured: the repeatable figure.
+
+    Where ``classes`` names each run's machine class, runs pool only within their class: one machine's
+    spread says nothing of another's speedup.
+    """
+    by_test: dict[tuple[str | None, str], list[SpeedupRecord]] = defaultdict(list)
+    for i, speedups in enumerate(all_speedups):
+        machine = classes[i] if i < len(classes) else None
         for test_id, r in speedups.items():
-            by_test[test_id].append(r)
+            by_test[(machine, test_id)].append(r)
     repeated = {k: v for k, v in by_test.items() if len(v) > 1}
     if not repeated:
         return []
+    fleet = any(machine is not None for machine, _ in repeated)
     lines = [
-        "## Interleaved speedups across runs",
+        "## Interleaved speedups across runs" + (" of one machine class" if fleet else ""),
         "",
-        "| Test | Runs | Speedup, median | Range | FLOPs ratio | Efficiency, median |",
-        "|---|---|---|---|---|---|",
+        ("| Machine class " if fleet else "") + "| Test | Runs | Speedup, median | Range | FLOPs ratio | Efficiency, median |",
+        ("|---" if fleet else "") + "|---|---|---|---|---|---|",
     ]
-    for test_id, results in repeated.items():
+    for (machine, test_id), results in repeated.items():
         values = sorted(r.speedup for r in results)
         effs = sorted(r.efficiency for r in results if r.efficiency is not None)
         eff = f"{statistics.median(effs):.2f}" if effs else "—"
-        lines.append(f"| {test_id} | {len(values)} | {statistics.median(values):.3f}x | "
+        lines.append((f"| {machine or '—'} " if fleet else "") +
+                     f"| {test_id} | {len(values)} | {statistics.median(values):.3f}x | "
                      f"{values[0]:.3f}x–{values[-1]:.3f}x | {results[-1].flops_ratio:.3f} | {eff} |")
     return lines + [""]
 
@@ -259,18 +267,19 @@ def headline_markdown(summary: dict[str, Any], speedups: dict[str, SpeedupRecord
 
 
 def to_markdown(reports: list[tuple[dict[str, Any], dict[str, SpeedupRecord], list[str]]], runs: list[str],
-                fleet: Sequence[str] = ()) -> str:
+                fleet: Sequence[str] = (), classes: Sequence[str | None] = ()) -> str:
     """The report for ``(summary, speedups, plot file names)`` per run, oldest first, after the ``fleet``
-    section's lines where the runs span several machine classes."""
+    section's lines where the runs span several machine classes (``classes``: each run's, or none)."""
     lines = ["# fastnas-bench report", "", f"Runs read: {', '.join(runs)}", ""]
     if fleet:
         lines += [*fleet, ""]
     if len(reports) > 1:
         lines += ["Each run is summarized against its own baseline: absolute latencies of different runs are not "
                   "comparable on a shared machine, ratios within a run are.", ""]
-        lines += _speedups_across_runs([speedups for _, speedups, _ in reports])
-    for summary, speedups, plots in reports:
-        lines += [f"## Run {summary['run']}", ""]
+        lines += _speedups_across_runs([speedups for _, speedups, _ in reports], classes)
+    for i, (summary, speedups, plots) in enumerate(reports):
+        machine = classes[i] if i < len(classes) else None
+        lines += [f"## Run {summary['run']}" + (f" ({machine})" if machine else ""), ""]
         lines += _seed_table(summary)
         lines += _speedup_table(speedups)
         lines += _variants_table(summary)

@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from fastnas_bench.errors import BadInputError
-from fastnas_bench.report.fleet import fleet_markdown, fleet_plot, fleet_rows, machine_classes, row_of_json, saved_at
+from fastnas_bench.report.fleet import (
+    fleet_markdown,
+    fleet_plot,
+    fleet_rows,
+    machine_class_of,
+    machine_classes,
+    row_of_json,
+    saved_at,
+)
 from fastnas_bench.report.markdown import headline_markdown, to_markdown
 from fastnas_bench.report.plots import plots
 from fastnas_bench.report.summary import read_run, rows_of, speedups_of, summarize
@@ -64,7 +72,8 @@ def write_report_docs(docs: list[tuple[str, dict[str, Any]]], out: Path, *,
                           "rows": [asdict(r) for r in rows]})
     md = out / "report.md"
     fleet_lines = [*(fleet_markdown(fleet) if fleet is not None else []), *([no_runs] if no_runs else [])]
-    md.write_text(to_markdown(reports, [Path(name).name for name, _ in docs], fleet_lines))
+    classes = [machine_class_of(doc, name) for name, doc in docs] if fleet is not None else []
+    md.write_text(to_markdown(reports, [Path(name).name for name, _ in docs], fleet_lines, classes))
     js = out / "report.json"
     # ``summary`` is the newest run's, for readers of single-run reports.
     report: dict[str, Any] = {"summary": documents[-1]["summary"], "runs": documents}
