@@ -257,6 +257,20 @@ def _frontier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nodes(args: argparse.Namespace) -> int:
+    """Per-op-type and per-node ORT time of a baseline and a pruned ONNX model; writes nodes.md and nodes.json."""
+    from fastnas_bench.measure.nodes import NodePlan
+
+    plan = NodePlan(rounds=args.rounds, warmup=args.warmup, threads=args.threads)  # checked before ORT loads
+    from fastnas_bench.measure.node_profile import run_nodes
+
+    markdown, paths = run_nodes(Path(args.baseline), Path(args.pruned), plan, Path(args.out))
+    print(markdown)
+    for path in paths:
+        print(path)
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastnas-bench", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -376,6 +390,19 @@ def make_parser() -> argparse.ArgumentParser:
     frontier.add_argument("--cache-dir", default=None, help="cache root of the latency tables "
                                                            "(default: $FASTNAS_BENCH_CACHE or user cache)")
     frontier.set_defaults(func=_frontier)
+
+    from fastnas_bench.measure.nodes import NodePlan  # its defaults; torch-free
+
+    nodes = sub.add_parser("nodes", help="where an ONNX model's time goes on ONNX Runtime (CPU): per op type and per "
+                                         "node, baseline against pruned, from ORT's profiler")
+    nodes.add_argument("baseline", metavar="BASELINE.onnx", help="the baseline's ONNX export")
+    nodes.add_argument("pruned", metavar="PRUNED.onnx", help="the pruned variant's ONNX export")
+    nodes.add_argument("--rounds", type=int, default=NodePlan.rounds,
+                       help="timed inferences per model, in A B B A blocks (odd: one more)")
+    nodes.add_argument("--warmup", type=int, default=NodePlan.warmup, help="untimed inferences per model first")
+    nodes.add_argument("--threads", type=int, default=NodePlan.threads, help="ORT intra-op threads")
+    nodes.add_argument("--out", default="fastnas-nodes", help="output folder of nodes.md and nodes.json")
+    nodes.set_defaults(func=_nodes)
     return parser
 
 

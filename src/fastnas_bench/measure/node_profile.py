@@ -1,0 +1,130 @@
+"""ONNX Runtime profiler sessions for the per-node breakdown (``fastnas-bench nodes``).
+
+Thin: two CPU sessions with the benchmarks' own session options plus ORT's profiler, a fixed random
+input, the host's timing slot, A B B A blocks; everything read from the traces is in
+:mod:`fastnas_bench.measure.nodes`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastnas_bench.backends.onnxruntime import session_options
+from fastnas_bench.errors import BadInputError
+from fastnas_bench.fsutil import atomic_write_text
+from fastnas_bench.host import machine_class
+from fastnas_bench.measure.nodes import (
+    Breakdown,
+    NodePlan,
+    NodeRunInfo,
+    breakdown_json,
+    compare,
+    parse_trace,
+    render_markdown,
+    summarize,
+)
+from fastnas_bench.measure.timing import abba_rounds, timing_slot
+
+MARKDOWN_FILE = "nodes.md"
+JSON_FILE = "nodes.json"
+#: Seed of the fixed random input: both models see the same values, run after run.
+INPUT_SEED = 0
+
+
+def check_onnx_path(path: Path) -> Path:
+    """``path`` if it is an existing file; a one-line error naming it otherwise (whether it holds an ONNX
+    model, ORT says when it loads it: see :func:`profiled_session`)."""
+    if not path.is_file():
+        raise BadInputError(f"ONNX model {path} does not exist or is not a file")
+    return path
+
+
+def profiled_session(path: Path, threads: int, trace_prefix: Path) -> Any:
+    """A CPU InferenceSession of ``path`` with the timed sessions' options plus ORT's profiler, writing
+    its trace under ``trace_prefix``."""
+    import onnxruntime as ort
+    from onnxruntime.capi.onnxruntime_pybind11_state import InvalidGraph, InvalidProtobuf
+
+    options = session_options(threads)
+    options.enable_profiling = True
+    options.profile_file_prefix = str(trace_prefix)
+    try:
+        return ort.InferenceSession(str(check_onnx_path(path)), options, providers=["CPUExecutionProvider"])
+    except (InvalidProtobuf, InvalidGraph) as exc:
+        # ORT's binding raises these (derived from Exception only) for a file that holds no ONNX model or
+        # no valid graph; naming them keeps every other failure loud.
+        raise BadInputError(f"{path} is not an ONNX model ORT can load: {str(exc).splitlines()[0]}") from None
+
+
+def random_feed(session: Any, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A float32 array of uniform [0, 1) values per input of ``session``, of the input's static shape."""
+    feed = {}
+    for tensor in session.get_inputs():
+        if not all(isinstance(dim, int) and dim > 0 for dim in tensor.shape):
+            raise BadInputError(f"input {tensor.name!r} has dynamic shape {tensor.shape}; export with a static shape")
+        if tensor.type != "tensor(float)":
+            raise BadInputError(f"input {tensor.name!r} is {tensor.type}, not float32")
+        feed[tensor.name] = rng.random(tensor.shape, dtype=np.float32)
+    return feed
+
+
+def _runner(session: Any, feed: dict[str, np.ndarray]) -> Callable[[], None]:
+    def run() -> None:
+        session.run(None, feed)
+
+    return run
+
+
+def profile_pair(baseline: Path, pruned: Path, plan: NodePlan) -> Breakdown:
+    """Profile both models alternately and compare them.
+
+    Both sessions are made before timing starts; under the host's timing slot each runs ``plan.warmup``
+    untimed inferences, then ``plan.blocks`` A B B A blocks (baseline, pruned, pruned, baseline), so a
+    drift of the machine during the run weighs on both alike. The warm-up inferences are in the traces
+    too and are dropped by :func:`fastnas_bench.measure.nodes.parse_trace`.
+
+    Raises:
+        BadInputError: a path is no loadable ONNX file, or an input is dynamic or not float32.
+    """
+    check_onnx_path(baseline)
+    check_onnx_path(pruned)
+    with tempfile.TemporaryDirectory(prefix="fastnas-nodes-") as work:
+        sessions = [profiled_session(path, plan.threads, Path(work) / label)
+                    for label, path in (("baseline", baseline), ("pruned", pruned))]
+        runs = [_runner(session, random_feed(session, np.random.default_rng(INPUT_SEED))) for session in sessions]
+        with timing_slot():
+            for run in runs:
+                for _ in range(plan.warmup):
+                    run()
+            wall_s = abba_rounds(runs[0], runs[1], plan.blocks)
+        profiles = []
+        for session, samples_s in zip(sessions, wall_s):
+            # end_profiling writes the trace and returns its path; the profiler's events stay in memory until then.
+            events = json.loads(Path(session.end_profiling()).read_text())
+            traced = parse_trace(events, plan.warmup, plan.timed_inferences)
+            profiles.append(summarize(traced, [s * 1e3 for s in samples_s]))
+    return compare(profiles[0], profiles[1])
+
+
+def run_nodes(baseline: Path, pruned: Path, plan: NodePlan, out: Path) -> tuple[str, list[Path]]:
+    """Profile, compare, and write ``nodes.md`` and ``nodes.json`` into ``out`` (atomically).
+
+    Returns:
+        The Markdown page and the paths written.
+    """
+    import onnxruntime as ort
+
+    breakdown = profile_pair(baseline, pruned, plan)
+    info = NodeRunInfo(baseline=str(baseline), pruned=str(pruned), machine_class=machine_class("cpu"),
+                       onnxruntime=ort.__version__, threads=plan.threads, rounds=plan.timed_inferences,
+                       warmup=plan.warmup)
+    markdown = render_markdown(breakdown, info)
+    paths = [atomic_write_text(out / MARKDOWN_FILE, markdown),
+             atomic_write_text(out / JSON_FILE, json.dumps(breakdown_json(breakdown, info), indent=2) + "\n")]
+    return markdown, paths
