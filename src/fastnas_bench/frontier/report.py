@@ -50,7 +50,7 @@ class BackendFrontier:
         predicted = [p for p in points if p.predicted_ratio is not None]
         rho = spearman([p.latency_ratio for p in predicted], [p.predicted_ratio for p in predicted])  # type: ignore[misc]
         note = ("no latency table times this backend's layers" if not predicted
-                else "fewer than 3 distinct predictions" if rho is None else "")
+                else "fewer than 3 pairs, or one side constant" if rho is None else "")
         return cls(backend, tuple(points), tuple(frontier(points)), best_efficiency(points), rho, len(predicted), note)
 
 

@@ -42,7 +42,7 @@ from fastnas_bench.frontier.sampling import (
     macs_loss,
     sample_configs,
 )
-from fastnas_bench.frontier.settings import BATCH, PROFILE, FrontierSettings
+from fastnas_bench.frontier.settings import BATCH, BATCH_ROUNDS, PROFILE, FrontierSettings
 from fastnas_bench.fsutil import atomic_write_text
 from fastnas_bench.keys import digest
 from fastnas_bench.measure.probe import LatencyProbe, LatencyRatio, export_onnx_module
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 PLAN_FILE = "configs.json"
 RESULTS_DIR = "results"
-#: Why one family of the issue's four is not sampled: say it in every report.
+#: Why one family of the four considered is not sampled: say it in every report.
 FASTNAS_NOTE = ("FastNAS-like configurations are not sampled: they need FastNAS's sensitivity map, i.e. a trained "
                 "source and its data, and this network is untrained")
 
@@ -175,14 +175,15 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
         def build(backend: str) -> Callable[[], Any]:
             return lambda: build_table(shapes, budget(backend), probes[backend].reference_call)
 
-        tables = {b: cached_table(cache, keys[b], build(b)) for b in table_backends}
-        costs = {b: (lambda w, t=t: t.cost_ms(active(w))) for b, t in tables.items()}
         greedy_backend = table_backends[0] if table_backends else None
         plan_key = digest({"configs": settings.configs, "seed": settings.seed, "source": source_id, "choices": choices,
                            "imgsz": settings.imgsz, "window": FLOPS_WINDOW, "sampling": SAMPLING_VERSION,
                            "tables": keys, "greedy": greedy_backend, "versions": versions_of(BUILD)})
 
         def make_plan() -> Plan:
+            # The tables serve the sampling and the predictions only: a resumed run with its plan needs none.
+            tables = {b: cached_table(cache, keys[b], build(b)) for b in table_backends}
+            costs = {b: (lambda w, t=t: t.cost_ms(active(w))) for b, t in tables.items()}
             notes = [FASTNAS_NOTE]
             greedy = None
             if greedy_backend is None:
@@ -202,7 +203,7 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
         plan = load_or_make_plan(out / PLAN_FILE, plan_key, make_plan)
         store = ResultStore(out / RESULTS_DIR, {
             "source": source_id, "imgsz": settings.imgsz, "batch": BATCH, "threads": settings.threads,
-            "rounds": settings.rounds, "precision": "fp32", "machine": machine, "versions": versions_of(MEASUREMENT)})
+            "rounds": settings.rounds, "batch_rounds": BATCH_ROUNDS, "precision": "fp32", "machine": machine, "versions": versions_of(MEASUREMENT)})
         measured = measure_all(plan.configs, settings.backends,
                                _SubnetMeasure(lambda widths: subnet(net, widths), probes, settings.rounds), store)
 
@@ -217,8 +218,8 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
         + " ".join(f"{n[0].upper()}{n[1:]}." for n in plan.notes),
         "",
         f"FLOPs ratio: Ultralytics' count of the exported subnet at {settings.imgsz} px. Latency ratio: "
-        f"{settings.rounds} paired ABBA rounds against the full-width network, median with its 95% sign-test "
-        f"interval; {settings.imgsz} px, batch {BATCH}, {settings.threads} threads, machine class `{machine}`.",
+        f"{settings.rounds} paired ABBA rounds against the full-width network, with its 95% batch-means "
+        f"interval (batches of {BATCH_ROUNDS} consecutive rounds: rounds are autocorrelated); {settings.imgsz} px, batch {BATCH}, {settings.threads} threads, machine class `{machine}`.",
     ]
     return [write_markdown(out / MARKDOWN_FILE, header, fronts), write_plot(out / PLOT_FILE, fronts), out / PLAN_FILE]
 
@@ -236,7 +237,7 @@ class _SubnetMeasure:
     def __call__(self, config: FrontierConfig, backend: str) -> LatencyRatio:
         if self._last is None or self._last[0] != config.digest:
             self._last = (config.digest, self._build(dict(config.widths)))
-        return self._probes[backend].ratio(self._last[1], self._rounds)
+        return self._probes[backend].ratio(self._last[1], self._rounds, batch_rounds=BATCH_ROUNDS)
 
 
 def points_of(plan: Plan, measured: Mapping[tuple[str, str], LatencyRatio], backend: str) -> list[Point]:

@@ -12,12 +12,14 @@ from fastnas_bench.errors import BadInputError
 
 DEFAULT_BACKENDS: tuple[str, ...] = ("onnxruntime", "pytorch", "openvino")
 DEFAULT_CONFIGS = 150
-#: ABBA rounds per (configuration, backend), fixed in advance. A whole-model paired ratio carries
-#: about 6.6% per-round noise on the 2-core VM, so 20 rounds give a 95% interval about ±3% wide:
-#: enough to place a configuration on the frontier, not to split two neighbours.
+#: Consecutive ABBA rounds per batch of the batch-means interval (measure.stats.batch_interval): rounds
+#: of a shared machine come in bursts, so an interval that took them as independent would be too narrow.
+BATCH_ROUNDS = 5
+#: ABBA rounds per (configuration, backend), fixed in advance: four batches. Enough to place a
+#: configuration on the frontier, not to split two neighbours.
 DEFAULT_ROUNDS = 20
-#: Fewest rounds whose order statistics reach a 95% interval (see measure.stats.median_interval).
-MIN_ROUNDS = 6
+#: Fewest rounds that give three batches, the fewest a t interval over batch medians is worth having.
+MIN_ROUNDS = 3 * BATCH_ROUNDS
 #: The project's reference machine class is a 2-core VM; a fixed count keeps runs of two hosts comparable.
 DEFAULT_THREADS = 2
 #: Batch of every measurement: the latency a single-image request sees.
@@ -58,7 +60,8 @@ class FrontierSettings:
         if self.configs < 1:
             raise BadInputError(f"configs {self.configs} must be at least 1")
         if self.rounds < MIN_ROUNDS:
-            raise BadInputError(f"rounds {self.rounds} must be at least {MIN_ROUNDS} for a 95% interval")
+            raise BadInputError(f"rounds {self.rounds} must be at least {MIN_ROUNDS} (three batches of "
+                                f"{BATCH_ROUNDS} for the interval)")
         if self.imgsz < 32 or self.imgsz % 32:
             raise BadInputError(f"imgsz {self.imgsz} must be a positive multiple of 32 (YOLOv8's largest stride)")
         if self.threads < 1:

@@ -49,16 +49,16 @@ def profiled_session(path: Path, threads: int, trace_prefix: Path) -> Any:
     """A CPU InferenceSession of ``path`` with the timed sessions' options plus ORT's profiler, writing
     its trace under ``trace_prefix``."""
     import onnxruntime as ort
-    from onnxruntime.capi.onnxruntime_pybind11_state import InvalidGraph, InvalidProtobuf
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf, NotImplemented
 
     options = session_options(threads)
     options.enable_profiling = True
     options.profile_file_prefix = str(trace_prefix)
     try:
         return ort.InferenceSession(str(check_onnx_path(path)), options, providers=["CPUExecutionProvider"])
-    except (InvalidProtobuf, InvalidGraph) as exc:
-        # ORT's binding raises these (derived from Exception only) for a file that holds no ONNX model or
-        # no valid graph; naming them keeps every other failure loud.
+    except (InvalidProtobuf, InvalidGraph, Fail, NotImplemented) as exc:
+        # ORT's binding raises these (derived from Exception only) for a file that holds no ONNX model, no
+        # valid graph, or an op or opset this ORT cannot run; naming them keeps every other failure loud.
         raise BadInputError(f"{path} is not an ONNX model ORT can load: {str(exc).splitlines()[0]}") from None
 
 

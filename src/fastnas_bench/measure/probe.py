@@ -115,10 +115,16 @@ class LatencyProbe:
         """One call of the reference (unpruned) network as the backend runs it."""
         return self._reference
 
-    def ratio(self, model: nn.Module, rounds: int) -> LatencyRatio:
-        """``model``'s latency over the reference's, from ``rounds`` ABBA rounds fixed in advance."""
+    def ratio(self, model: nn.Module, rounds: int, batch_rounds: int | None = None) -> LatencyRatio:
+        """``model``'s latency over the reference's, from ``rounds`` ABBA rounds fixed in advance.
+
+        Args:
+            batch_rounds: ``None``: the sign-test interval (independent rounds); else the batch-means
+                interval over batches of this many consecutive rounds (see :func:`paired_speedup`).
+        """
         candidate = self._runner(model, "candidate")
-        return LatencyRatio.of(paired_speedup(*abba_rounds(self._reference, candidate, rounds)))
+        return LatencyRatio.of(paired_speedup(*abba_rounds(self._reference, candidate, rounds),
+                                              batch_rounds=batch_rounds))
 
 
 def match_latency(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fastnas_bench.errors import BadInputError
+from fastnas_bench.fsutil import atomic_write_text
 from fastnas_bench.report.fleet import (
     fleet_markdown,
     fleet_plot,
@@ -73,7 +74,7 @@ def write_report_docs(docs: list[tuple[str, dict[str, Any]]], out: Path, *,
     md = out / "report.md"
     fleet_lines = [*(fleet_markdown(fleet) if fleet is not None else []), *([no_runs] if no_runs else [])]
     classes = [machine_class_of(doc, name) for name, doc in docs] if fleet is not None else []
-    md.write_text(to_markdown(reports, [Path(name).name for name, _ in docs], fleet_lines, classes))
+    atomic_write_text(md, to_markdown(reports, [Path(name).name for name, _ in docs], fleet_lines, classes))
     js = out / "report.json"
     # ``summary`` is the newest run's, for readers of single-run reports.
     report: dict[str, Any] = {"summary": documents[-1]["summary"], "runs": documents}
@@ -82,7 +83,7 @@ def write_report_docs(docs: list[tuple[str, dict[str, Any]]], out: Path, *,
         pngs.insert(0, fleet_plot(fleet, out / "fleet-speedup.png"))
     if no_runs:
         report["no_runs"] = no_runs
-    js.write_text(json.dumps(report, indent=2))
+    atomic_write_text(js, json.dumps(report, indent=2))
     if job_summary is not None:
         if fleet is not None:
             lines = fleet_markdown(fleet, heading="## fastnas-bench fleet: newest run per machine class")
@@ -98,8 +99,8 @@ def write_no_runs_report(out: Path, no_runs: str, *, job_summary: Path | None = 
     the job summary; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / "report.md", out / "report.json"
-    md.write_text(f"# fastnas-bench report\n\n{no_runs}\n")
-    js.write_text(json.dumps({"summary": None, "runs": [], "no_runs": no_runs}, indent=2))
+    atomic_write_text(md, f"# fastnas-bench report\n\n{no_runs}\n")
+    atomic_write_text(js, json.dumps({"summary": None, "runs": [], "no_runs": no_runs}, indent=2))
     if job_summary is not None:
         append_job_summary(job_summary, f"## fastnas-bench fleet: newest run per machine class\n\n{no_runs}")
     return [md, js]

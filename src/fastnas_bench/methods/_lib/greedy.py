@@ -72,7 +72,9 @@ def greedy_select(
             # between grid entries) only where none saves, least loss first, so that the walk can
             # always go on to the narrowest configuration, which meets the target. Ties: the larger
             # saving (fewer layers narrowed), then the hparam first by name.
-            key = (0, added_loss / saved_ms, -saved_ms, h) if saved_ms > 0 else (1, added_loss, -saved_ms, h)
+            # A loss below zero (calibration noise in a sensitivity map) counts as free, so that among free
+            # steps the larger saving goes first rather than the one whose tiny saving divides it most.
+            key = (0, max(added_loss, 0.0) / saved_ms, -saved_ms, h) if saved_ms > 0 else (1, added_loss, -saved_ms, h)
             if best is None or key < best[0]:
                 best = (key, h, step_ms)
         if best is None:

@@ -322,16 +322,17 @@ def table_key(source_sha256: str, search_space: Mapping[str, Sequence[int]], bud
     """Cache key: everything that changes a measured entry (the budget's target does not).
 
     Args:
-        isa: Widest vector extension of the host that times the table (default: this host's,
-            :func:`fastnas_bench.host.cpu_isa`). Named apart from the budget's machine class: the
-            backends' kernels dispatch on it (ORT's NCHWc blocks are 8 channels on AVX2, 16 on
-            AVX-512), so a table timed on one must never serve the other.
+        isa: Widest vector extension of the host that times a CPU table (default: this host's,
+            :func:`fastnas_bench.host.cpu_isa`). The CPU kernels dispatch on it (ORT's NCHWc blocks are
+            8 channels on AVX2, 16 on AVX-512), so a table timed on one must never serve the other; a
+            CPU machine class names it too, but a budget's machine is a label the key does not parse.
+            A CUDA table's kernels do not depend on it, so it is no part of their key.
     """
     blob = {
         "source_sha256": source_sha256, "search_space": {h: sorted(c) for h, c in sorted(search_space.items())},
         "backend": budget.backend, "precision": budget.precision, "batch": budget.batch, "imgsz": budget.imgsz,
         "threads": budget.threads, "device": budget.device, "machine": budget.machine,
-        "isa": isa if isa is not None else cpu_isa(),
+        **({"isa": isa if isa is not None else cpu_isa()} if budget.device == "cpu" else {}),
         "rounds": [LAYER_ROUNDS, MODEL_ROUNDS], "version": TABLE_VERSION,
         "versions": versions_of(LATENCY_TABLE),
     }
