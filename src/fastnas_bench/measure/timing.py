@@ -199,17 +199,19 @@ def summarize_seconds(samples_s: Sequence[float]) -> LatencySummary:
     )
 
 
+def _call_s(fn: Callable[[], None]) -> float:
+    """Wall seconds of one call of ``fn`` (perf_counter_ns); the caller holds the timing slot."""
+    start = time.perf_counter_ns()
+    fn()
+    return (time.perf_counter_ns() - start) / 1e9
+
+
 def time_rounds(fn: Callable[[], None], warmup_rounds: int, rounds: int) -> list[float]:
     """Per-call wall times in seconds after ``warmup_rounds`` untimed calls (perf_counter_ns)."""
-    samples = []
     with timing_slot():
         for _ in range(warmup_rounds):
             fn()
-        for _ in range(rounds):
-            start = time.perf_counter_ns()
-            fn()
-            samples.append((time.perf_counter_ns() - start) / 1e9)
-    return samples
+        return [_call_s(fn) for _ in range(rounds)]
 
 
 def abba_rounds(first: Callable[[], None], second: Callable[[], None], rounds: int) -> tuple[list[float], list[float]]:
@@ -219,8 +221,9 @@ def abba_rounds(first: Callable[[], None], second: Callable[[], None], rounds: i
     after itself and once after the other. Returns (A samples, B samples) in round order.
     """
     samples: tuple[list[float], list[float]] = ([], [])
+    # One slot for the whole block: nothing but the calls themselves runs between two timed calls.
     with timing_slot():
         for _ in range(rounds):
             for side, run in ((0, first), (1, second), (1, second), (0, first)):
-                samples[side].extend(time_rounds(run, 0, 1))
+                samples[side].append(_call_s(run))
     return samples
