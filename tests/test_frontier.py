@@ -17,8 +17,10 @@ from fastnas_bench.frontier.run import Plan, load_or_make_plan, points_of
 from fastnas_bench.frontier.sampling import (
     FLOPS_WINDOW,
     FrontierConfig,
+    check_sensitivity_map,
     conv_macs,
     family_counts,
+    fastnas_widths,
     greedy_path,
     macs_loss,
     sample_configs,
@@ -83,6 +85,55 @@ def test_without_a_latency_table_the_greedy_family_is_left_out_and_random_fills_
     configs = _sample(20, seed=1, greedy=False)
     assert family_counts(20, greedy=False)["latency-greedy"] == 0
     assert len(configs) == 20 and "latency-greedy" not in {c.family for c in configs}
+
+
+# A FastNAS-like sensitivity map: score lost per choice, growing as a layer narrows; the early layers
+# (high resolution, most latency per channel here) are the least sensitive.
+FAKE_SENSITIVITY = {h: {w: (1 - w / FULL[h]) * (0.02 + 0.01 * i) for w in CHOICES[h]}
+                    for i, h in enumerate(sorted(CHOICES))}
+
+
+def test_fastnas_like_configurations_are_fastnas_threshold_rule_at_the_maps_values() -> None:
+    selections = fastnas_widths(CHOICES, FAKE_SENSITIVITY)
+    thresholds = sorted({v for row in FAKE_SENSITIVITY.values() for v in row.values()})
+    assert len(selections) == len(thresholds)
+    for t, widths in zip(thresholds, selections):
+        # modelopt's BinarySearcher: every mapped hparam at its narrowest choice losing at most t.
+        assert widths == {h: min(w for w, v in FAKE_SENSITIVITY[h].items() if v <= t) for h in CHOICES}
+    flops = [fake_flops_ratio(w) for w in selections]
+    assert flops == sorted(flops, reverse=True) and selections[0] == FULL  # widest first; 0 loss keeps full width
+
+
+def test_hparams_outside_the_map_stay_at_full_width_as_in_fastnas() -> None:
+    mapped = sorted(CHOICES)[:3]
+    for widths in fastnas_widths(CHOICES, {h: FAKE_SENSITIVITY[h] for h in mapped}):
+        assert all(widths[h] == FULL[h] for h in CHOICES if h not in mapped)
+
+
+def test_a_sensitivity_map_adds_the_fastnas_like_family_in_the_window() -> None:
+    configs = sample_configs(40, 3, CHOICES, fake_flops_ratio, (FAKE_LOSS, fake_cost_ms), sensitivity=FAKE_SENSITIVITY)
+    fastnas_like = [c for c in configs if c.family == "fastnas-like"]
+    assert len(configs) == 40 and len(fastnas_like) == family_counts(40, True, True)["fastnas-like"] == 4
+    allowed = {json.dumps(w, sort_keys=True) for w in fastnas_widths(CHOICES, FAKE_SENSITIVITY)}
+    assert all(json.dumps(dict(c.widths), sort_keys=True) in allowed for c in fastnas_like)
+    assert all(FLOPS_WINDOW[0] <= c.flops_ratio <= FLOPS_WINDOW[1] for c in fastnas_like)
+    # Without a map the other families sample as before: the random draws are the same.
+    plain = _sample(40, seed=3)
+    assert "fastnas-like" not in {c.family for c in plain}
+    randoms = [c for c in configs if c.family == "random"]
+    assert randoms == [c for c in plain if c.family == "random"][:len(randoms)]
+
+
+@pytest.mark.parametrize(("sensitivity", "message"), [
+    ({}, "it is empty"),
+    ({"model.99.conv.out_channels": {16: 0.0}}, "hparam 'model.99.conv.out_channels' (and 0 more) is not in this search"),
+    ({"model.0.conv.out_channels": {16: 0.0, 24: 0.1}}, "model.0.conv.out_channels width 24 is not one of its choices"),
+])
+def test_a_map_of_another_search_space_is_refused_naming_what_differs(sensitivity: dict[str, dict[int, float]],
+                                                                      message: str) -> None:
+    with pytest.raises(ValueError, match="^sensitivity map ckpt.pth: ") as info:
+        check_sensitivity_map(CHOICES, sensitivity, "ckpt.pth")
+    assert message in str(info.value) and "\n" not in str(info.value)
 
 
 def test_greedy_path_gives_what_greedy_select_gives_at_each_selection_cost() -> None:
@@ -240,15 +291,20 @@ def test_spearman_on_scripted_ranks() -> None:
 
 def test_report_and_plot_from_scripted_points(tmp_path: Path) -> None:
     configs = [FrontierConfig("random", (("h", w),), f) for w, f in ((16, 0.5), (32, 0.63), (48, 0.8))]
+    configs.append(FrontierConfig("fastnas-like", (("h", 40),), 0.66))
     plan = Plan("k", tuple(configs), {"a": {c.digest: c.flops_ratio for c in configs}})
     measured = {(c.digest, b): LatencyRatio(r, r - 0.01, r + 0.01, 20)
-                for c, r in zip(configs, (0.55, 0.62, 0.8)) for b in ("a", "b")}
+                for c, r in zip(configs, (0.55, 0.62, 0.8, 0.76)) for b in ("a", "b")}
     fronts = [BackendFrontier.of(b, points_of(plan, measured, b)) for b in ("a", "b")]
-    assert fronts[0].rank_correlation == pytest.approx(1.0) and fronts[0].rank_pairs == 3
+    assert fronts[0].rank_correlation == pytest.approx(1.0) and fronts[0].rank_pairs == 4
     assert fronts[1].rank_correlation is None and "no latency table" in fronts[1].table_note
     assert fronts[0].best is not None and fronts[0].best.point.config == configs[1].digest
+    # Per family, its own best in the window: where FastNAS's selections sit against the overall best.
+    assert {f: p.point.config for f, p in fronts[0].family_best.items()} == {
+        "fastnas-like": configs[3].digest, "random": configs[1].digest}
     text = write_markdown(tmp_path / "frontier.md", ["header"], fronts).read_text()
-    assert "## a" in text and "## b" in text and "1.000 over 3 configurations" in text
+    assert "## a" in text and "## b" in text and "1.000 over 4 configurations" in text
+    assert "per family: fastnas-like 0.706 [0.676, 0.735] (FLOPs 0.660, best of 1); random 1.027" in text
     assert f"`{configs[0].digest}`" in text
     assert write_plot(tmp_path / "frontier.png", fronts).stat().st_size > 0
 
@@ -294,8 +350,34 @@ def test_cli_refuses_bad_values_at_parse_time(tmp_path: Path, no_run: list[Front
     assert no_run == []
 
 
+def test_cli_passes_a_sensitivity_map_file_or_its_folder(tmp_path: Path, no_run: list[FrontierSettings]) -> None:
+    folder = tmp_path / "search" / "fastnas-x"
+    folder.mkdir(parents=True)
+    (folder / "fastnas_search.pth").write_bytes(b"")
+    assert main(["frontier", "--out", str(tmp_path / "out"), "--sensitivity-map", str(folder)]) == 0
+    assert no_run[-1].sensitivity_checkpoint() == folder / "fastnas_search.pth"
+    assert main(["frontier", "--out", str(tmp_path / "out"), "--sensitivity-map",
+                 str(folder / "fastnas_search.pth")]) == 0
+    assert no_run[-1].sensitivity_checkpoint() == folder / "fastnas_search.pth"
+
+
+def test_a_file_without_a_sensitivity_map_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The map is read, and refused, before the search space is built or anything timed."""
+    import torch
+
+    checkpoint = tmp_path / "fastnas_search.pth"
+    torch.save({"best": {}}, checkpoint)
+    monkeypatch.setattr("fastnas_bench.methods._lib.search_space.searchable", lambda *_: pytest.fail("got past the map"))
+    assert main(["frontier", "--out", str(tmp_path / "out"), "--sensitivity-map", str(checkpoint)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"fastnas-bench: error: sensitivity map {checkpoint}: holds no FastNAS sensitivity map "
+                       "(expected the checkpoint of a FastNAS search)")
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--rounds", "3"], "rounds 3 must be at least 15 (three batches of 5"),
+    (["--sensitivity-map", "/nonexistent/fastnas_search.pth"], "sensitivity map /nonexistent/fastnas_search.pth: no such file"),
     (["--imgsz", "100"], "imgsz 100 must be a positive multiple of 32"),
     (["--backends", "tensorrt"], "backend(s) ['tensorrt'] do not run on the CPU"),
 ])

@@ -249,7 +249,8 @@ def _frontier(args: argparse.Namespace) -> int:
 
     # Validated before anything heavy loads: a bad value costs no search space and no timing.
     settings = FrontierSettings(backends=args.backends, configs=args.configs, rounds=args.rounds, seed=args.seed,
-                                imgsz=args.imgsz, threads=args.threads)
+                                imgsz=args.imgsz, threads=args.threads,
+                                sensitivity_map=Path(args.sensitivity_map) if args.sensitivity_map else None)
     from fastnas_bench.frontier.run import run_frontier
 
     for path in run_frontier(settings, Path(args.out), args.cache_dir):
@@ -381,7 +382,7 @@ def make_parser() -> argparse.ArgumentParser:
     frontier.add_argument("--configs", type=arg_type(parse_positive_int), default=Frontier.configs,
                           help="configurations to sample")
     frontier.add_argument("--rounds", type=arg_type(parse_positive_int), default=Frontier.rounds,
-                          help="ABBA rounds per configuration and backend (≥ 6), fixed in advance")
+                          help="ABBA rounds per configuration and backend (≥ 15: three batches of 5), fixed in advance")
     frontier.add_argument("--seed", type=int, default=Frontier.seed, help="seed of the random configurations")
     frontier.add_argument("--imgsz", type=arg_type(parse_positive_int), default=Frontier.imgsz,
                           help="input side in pixels")
@@ -389,6 +390,9 @@ def make_parser() -> argparse.ArgumentParser:
                           help="CPU threads of every backend")
     frontier.add_argument("--cache-dir", default=None, help="cache root of the latency tables "
                                                            "(default: $FASTNAS_BENCH_CACHE or user cache)")
+    frontier.add_argument("--sensitivity-map", default=None, metavar="PATH",
+                          help="a FastNAS search checkpoint of this search space (or its folder), e.g. the cpu "
+                               "profile's <cache>/search/fastnas-*/fastnas_search.pth: adds the FastNAS-like family")
     frontier.set_defaults(func=_frontier)
 
     from fastnas_bench.measure.nodes import NodePlan  # its defaults; torch-free

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastnas_bench.frontier.analysis import (
@@ -35,6 +35,8 @@ class BackendFrontier:
         rank_correlation: Spearman's rho of measured vs table-predicted ratios, ``None`` without a table.
         rank_pairs: Configurations the rank correlation is over.
         table_note: Why there is no rank correlation, where there is none.
+        family_best: Per sampling family with a point in the FLOPs window, its most efficient one there
+            (where, e.g., FastNAS's own selections sit against the best any family reached).
     """
 
     backend: str
@@ -44,6 +46,7 @@ class BackendFrontier:
     rank_correlation: float | None
     rank_pairs: int = 0
     table_note: str = ""
+    family_best: Mapping[str, EfficiencyPick] = field(default_factory=dict)
 
     @classmethod
     def of(cls, backend: str, points: Sequence[Point]) -> BackendFrontier:
@@ -51,7 +54,9 @@ class BackendFrontier:
         rho = spearman([p.latency_ratio for p in predicted], [p.predicted_ratio for p in predicted])  # type: ignore[misc]
         note = ("no latency table times this backend's layers" if not predicted
                 else "fewer than 3 pairs, or one side constant" if rho is None else "")
-        return cls(backend, tuple(points), tuple(frontier(points)), best_efficiency(points), rho, len(predicted), note)
+        by_family: dict[str, EfficiencyPick] = {f: pick for f in FAMILIES if (pick := best_efficiency([p for p in points if p.family == f]))}
+        return cls(backend, tuple(points), tuple(frontier(points)), best_efficiency(points), rho, len(predicted), note,
+                   by_family)
 
 
 def write_markdown(path: Path, header: Sequence[str], backends: Sequence[BackendFrontier]) -> Path:
@@ -71,6 +76,10 @@ def write_markdown(path: Path, header: Sequence[str], backends: Sequence[Backend
                          f"[{b.best.efficiency_low:.3f}, {b.best.efficiency_high:.3f}] (FLOPs {p.flops_ratio:.3f}, "
                          f"latency {p.latency_ratio:.3f}, {p.family} `{p.config}`; best of {b.best.candidates}, so it "
                          "reads high: remeasure before quoting)")
+        if b.family_best:
+            lines.append(f"- best efficiency at FLOPs ratio {lo:.2f}–{hi:.2f} per family: " + "; ".join(
+                f"{f} {pick.efficiency:.3f} [{pick.efficiency_low:.3f}, {pick.efficiency_high:.3f}] "
+                f"(FLOPs {pick.point.flops_ratio:.3f}, best of {pick.candidates})" for f, pick in b.family_best.items()))
         lines += ["", "Pareto set (no configuration is both faster and keeps more FLOPs), fastest first:", "",
                   "| FLOPs ratio | latency ratio [95% CI] | efficiency | family | config |",
                   "|---:|---|---:|---|---|"]

@@ -30,6 +30,7 @@ from torch import nn
 
 from fastnas_bench import progress
 from fastnas_bench.backends.registry import get_backend_class
+from fastnas_bench.errors import BadInputError
 from fastnas_bench.frontier.analysis import Point
 from fastnas_bench.frontier.report import MARKDOWN_FILE, PLOT_FILE, BackendFrontier, write_markdown, write_plot
 from fastnas_bench.frontier.results import ResultStore, measure_all
@@ -38,6 +39,7 @@ from fastnas_bench.frontier.sampling import (
     FLOPS_WINDOW,
     SAMPLING_VERSION,
     FrontierConfig,
+    check_sensitivity_map,
     family_counts,
     macs_loss,
     sample_configs,
@@ -52,9 +54,10 @@ log = logging.getLogger(__name__)
 
 PLAN_FILE = "configs.json"
 RESULTS_DIR = "results"
-#: Why one family of the four considered is not sampled: say it in every report.
-FASTNAS_NOTE = ("FastNAS-like configurations are not sampled: they need FastNAS's sensitivity map, i.e. a trained "
-                "source and its data, and this network is untrained")
+#: Why the FastNAS-like family is not sampled without a map: say it in every report that lacks it.
+FASTNAS_NOTE = ("FastNAS-like configurations are not sampled: they need FastNAS's sensitivity map of a trained "
+                "source and this network is untrained; give --sensitivity-map (e.g. the cpu profile's "
+                "search/*/fastnas_search.pth in the variant cache)")
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
     from fastnas_bench.variants.spec import LatencyBudget
     from fastnas_bench.yolo.models import model_gflops
 
+    sensitivity = _read_sensitivity_map(settings)  # before anything heavy: a wrong file costs nothing
     spec = PROFILES[PROFILE].pruned
     # The cpu profile trains on the generated dataset: its head's class convolutions are that many wide.
     nc = len(SHAPE_CLASSES)
@@ -165,6 +169,8 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
         return LatencyBudget(target=0.5, backend=backend, machine=machine, imgsz=settings.imgsz, batch=BATCH,
                              threads=settings.threads, device="cpu")
 
+    if sensitivity is not None:
+        check_sensitivity_map(choices, sensitivity, str(settings.sensitivity_checkpoint()))
     cache = ensure_cache_root(cache_dir)
     table_backends = [b for b in settings.backends if "cpu" in get_backend_class(b).times_layers]
     with tempfile.TemporaryDirectory(prefix="fastnas-frontier-") as work:
@@ -178,13 +184,16 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
         greedy_backend = table_backends[0] if table_backends else None
         plan_key = digest({"configs": settings.configs, "seed": settings.seed, "source": source_id, "choices": choices,
                            "imgsz": settings.imgsz, "window": FLOPS_WINDOW, "sampling": SAMPLING_VERSION,
-                           "tables": keys, "greedy": greedy_backend, "versions": versions_of(BUILD)})
+                           "tables": keys, "greedy": greedy_backend, "versions": versions_of(BUILD),
+                           "fastnas_map": digest(sensitivity) if sensitivity is not None else None})
 
         def make_plan() -> Plan:
             # The tables serve the sampling and the predictions only: a resumed run with its plan needs none.
             tables = {b: cached_table(cache, keys[b], build(b)) for b in table_backends}
             costs = {b: (lambda w, t=t: t.cost_ms(active(w))) for b, t in tables.items()}
-            notes = [FASTNAS_NOTE]
+            notes = [FASTNAS_NOTE if sensitivity is None else
+                     f"FastNAS-like configurations are FastNAS's threshold rule over the sensitivity map in "
+                     f"{settings.sensitivity_checkpoint()}"]
             greedy = None
             if greedy_backend is None:
                 notes.append(f"latency-greedy configurations are not sampled: none of {', '.join(settings.backends)} "
@@ -192,10 +201,11 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
             else:
                 notes.append(f"latency-greedy configurations walk the {greedy_backend} latency table")
                 greedy = (macs_loss(choices, shapes, active), costs[greedy_backend])
-            counts = family_counts(settings.configs, greedy is not None)
+            counts = family_counts(settings.configs, greedy is not None, sensitivity is not None)
             progress.report(f"frontier: sampling {settings.configs} configurations ({counts}); each FLOPs count "
                             "exports a subnet")
-            configs = sample_configs(settings.configs, settings.seed, choices, flops_ratio, greedy)
+            configs = sample_configs(settings.configs, settings.seed, choices, flops_ratio, greedy,
+                                     sensitivity=sensitivity)
             full = {b: cost({}) for b, cost in costs.items()}
             predicted = {b: {c.digest: cost(dict(c.widths)) / full[b] for c in configs} for b, cost in costs.items()}
             return Plan(plan_key, tuple(configs), predicted, tuple(notes))
@@ -222,6 +232,22 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
         f"interval (batches of {BATCH_ROUNDS} consecutive rounds: rounds are autocorrelated); {settings.imgsz} px, batch {BATCH}, {settings.threads} threads, machine class `{machine}`.",
     ]
     return [write_markdown(out / MARKDOWN_FILE, header, fronts), write_plot(out / PLOT_FILE, fronts), out / PLAN_FILE]
+
+
+def _read_sensitivity_map(settings: FrontierSettings) -> dict[str, dict[int, float]] | None:
+    """The FastNAS sensitivity map ``settings`` names (checked against the search space once it is built);
+    ``None`` without one."""
+    if settings.sensitivity_map is None:
+        return None
+    from fastnas_bench.compat.modelopt import read_sensitivity_map
+
+    path = settings.sensitivity_checkpoint()
+    stored = read_sensitivity_map(path)
+    if not stored:
+        raise BadInputError(f"sensitivity map {path}: holds no FastNAS sensitivity map (expected the checkpoint "
+                            "of a FastNAS search)")
+    # As stored: FastNAS's own selection reads the raw values (the latency-aware method clips negatives).
+    return {str(h): {int(w): float(v) for w, v in row.items()} for h, row in stored.items()}
 
 
 class _SubnetMeasure:

@@ -1,11 +1,18 @@
-"""Width configurations to measure: uniform, latency-greedy and random, each landing in a FLOPs window.
+"""Width configurations to measure: uniform, FastNAS-like, latency-greedy and random, each landing in a
+FLOPs window.
 
 Pure: the search space comes in as hparam → choices, FLOPs and the latency table's cost as functions,
-so the sampling is tested without a model. Three families, because each probes another part of
+so the sampling is tested without a model. Four families, because each probes another part of
 the latency/FLOPs plane:
 
 - uniform: every hparam at the same fraction of its full width (the nearest choice), the classic
   width multiplier, one point per fraction;
+- FastNAS-like: what FastNAS itself selects from a sensitivity map (score lost per width choice) of a
+  trained source of the same search space: modelopt's binary searcher sets every hparam to its
+  narrowest choice that loses at most a threshold and bisects the threshold until the FLOPs
+  constraint holds, so every configuration it can return is the threshold rule at one of the
+  map's values; the family spreads over those (only where a map is given: the frontier's own
+  network is untrained);
 - latency-greedy: the latency table's greedy walk (:func:`~fastnas_bench.methods._lib.greedy.greedy_select`)
   with each choice's loss the share of convolution MACs it removes, stopped at several predicted
   latency targets: the configurations that save the most predicted time per FLOP given up, i.e.
@@ -13,8 +20,6 @@ the latency/FLOPs plane:
 - random: every hparam a random choice at or above a random floor (so the draws spread over the
   whole window instead of piling up at the mean width), rejected outside the window.
 
-A FastNAS-like family (widths from FastNAS's sensitivity map) needs a trained source and data; the
-frontier's network is untrained (latency does not depend on weights), so that family is left out.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from fastnas_bench.methods._lib.latency_table import ConvShape
 
 log = logging.getLogger(__name__)
 
-Family = Literal["uniform", "latency-greedy", "random"]
-FAMILIES: tuple[Family, ...] = ("uniform", "latency-greedy", "random")
+Family = Literal["uniform", "fastnas-like", "latency-greedy", "random"]
+FAMILIES: tuple[Family, ...] = ("uniform", "fastnas-like", "latency-greedy", "random")
 #: FLOPs ratios a sampled configuration must land in: the range pruning targets (0.9 barely prunes,
 #: and below 0.4 a detector of this size loses most of its accuracy).
 FLOPS_WINDOW = (0.4, 0.9)
@@ -87,11 +92,13 @@ def widths_digest(widths: Mapping[str, int]) -> str:
     return digest({h: int(w) for h, w in widths.items()})
 
 
-def family_counts(n: int, greedy: bool) -> dict[Family, int]:
+def family_counts(n: int, greedy: bool, fastnas: bool = False) -> dict[Family, int]:
     """How many of ``n`` configurations each family is asked for; random fills what the others fall short of."""
     uniform = n // 10
+    fastnas_like = n // 10 if fastnas else 0
     latency_greedy = n // 5 if greedy else 0
-    return {"uniform": uniform, "latency-greedy": latency_greedy, "random": n - uniform - latency_greedy}
+    return {"uniform": uniform, "fastnas-like": fastnas_like, "latency-greedy": latency_greedy,
+            "random": n - uniform - fastnas_like - latency_greedy}
 
 
 def sample_configs(
@@ -101,8 +108,10 @@ def sample_configs(
     flops_ratio: Callable[[Widths], float],
     greedy: tuple[Mapping[str, Mapping[int, float]], Callable[[Widths], float]] | None = None,
     window: tuple[float, float] = FLOPS_WINDOW,
+    sensitivity: Mapping[str, Mapping[int, float]] | None = None,
 ) -> list[FrontierConfig]:
-    """``n`` distinct configurations in the FLOPs ``window``: uniform, then latency-greedy, then random.
+    """``n`` distinct configurations in the FLOPs ``window``: uniform, then FastNAS-like, then latency-greedy,
+    then random.
 
     Args:
         n: Configurations wanted.
@@ -111,6 +120,8 @@ def sample_configs(
         flops_ratio: FLOPs of a configuration (every hparam named) over the full network's.
         greedy: (loss, cost_ms) of the greedy walk (see module doc), or ``None`` to leave that family out.
         window: FLOPs ratios accepted, inclusive.
+        sensitivity: FastNAS's sensitivity map (hparam → choice → score lost; see
+            :func:`check_sensitivity_map`), or ``None`` to leave the FastNAS-like family out.
 
     Returns:
         The configurations, family by family; fewer than ``n`` only where random draws ran out
@@ -124,7 +135,7 @@ def sample_configs(
     ladders = {h: sorted(set(int(w) for w in choices[h])) for h in sorted(choices)}
     if not ladders or not all(ladders.values()):
         raise BadInputError(f"search space {dict(choices)!r} has no hparam with choices to sample")
-    counts = family_counts(n, greedy is not None)
+    counts = family_counts(n, greedy is not None, sensitivity is not None)
     # FLOPs counted once per distinct configuration (a count exports the subnet: about a second).
     known: dict[str, float] = {}
 
@@ -148,6 +159,8 @@ def sample_configs(
             picked[widths_digest(w)] = FrontierConfig(family, tuple(sorted(w.items())), ratio(w))
 
     take("uniform", uniform_widths(ladders), counts["uniform"])
+    if sensitivity is not None and counts["fastnas-like"]:
+        take("fastnas-like", fastnas_widths(ladders, sensitivity), counts["fastnas-like"])
     if greedy is not None and counts["latency-greedy"]:
         take("latency-greedy", greedy_path(ladders, *greedy, counts["latency-greedy"]), counts["latency-greedy"])
     rng = np.random.default_rng(seed)
@@ -169,6 +182,38 @@ def uniform_widths(ladders: Mapping[str, Sequence[int]]) -> list[Widths]:
     its full width (the wider of two equally near), narrowest first."""
     return [{h: min(ladder, key=lambda w: (abs(w - f * ladder[-1]), -w)) for h, ladder in ladders.items()}
             for f in UNIFORM_FRACTIONS]
+
+
+def check_sensitivity_map(choices: Mapping[str, Sequence[int]], sensitivity: Mapping[str, Mapping[int, float]],
+                          source: str) -> None:
+    """Raise :class:`BadInputError` unless ``sensitivity`` (read from ``source``) maps hparams of this search
+    space to widths they can take: a map of another network or channel divisor would select nonsense."""
+    if not sensitivity:
+        raise BadInputError(f"sensitivity map {source}: it is empty")
+    unknown = sorted(set(sensitivity) - set(choices))
+    if unknown:
+        raise BadInputError(f"sensitivity map {source}: hparam {unknown[0]!r} (and {len(unknown) - 1} more) is not "
+                            "in this search space; was it made for another model or channel divisor?")
+    for h, row in sensitivity.items():
+        bad = sorted(set(int(w) for w in row) - set(int(w) for w in choices[h]))
+        if bad:
+            raise BadInputError(f"sensitivity map {source}: {h} width {bad[0]} is not one of its choices "
+                                f"{sorted(int(w) for w in choices[h])}; was it made for another channel divisor?")
+
+
+def fastnas_widths(ladders: Mapping[str, Sequence[int]], sensitivity: Mapping[str, Mapping[int, float]]) -> list[Widths]:
+    """Every configuration FastNAS's binary searcher can select from ``sensitivity``, widest first.
+
+    At a threshold t, modelopt sets each mapped hparam to its narrowest choice that loses at most t
+    (``BinarySearcher._apply_fastnas_according_to_threshold``) and leaves the others at full width; the
+    selection only changes where t crosses a value of the map, so those values give them all.
+    """
+    thresholds = sorted({float(v) for row in sensitivity.values() for v in row.values()})
+    selections = []
+    for t in thresholds:
+        selections.append({h: min((int(w) for w, v in sensitivity[h].items() if v <= t), default=ladder[-1])
+                           if h in sensitivity else ladder[-1] for h, ladder in ladders.items()})
+    return selections
 
 
 def random_widths(ladders: Mapping[str, Sequence[int]], rng: np.random.Generator) -> Widths:

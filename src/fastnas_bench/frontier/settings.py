@@ -6,6 +6,7 @@ Torch-free, so the command line checks its options before loading anything heavy
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastnas_bench.backends.registry import BACKEND_NAMES, get_backend_class
 from fastnas_bench.errors import BadInputError
@@ -24,6 +25,8 @@ MIN_ROUNDS = 3 * BATCH_ROUNDS
 DEFAULT_THREADS = 2
 #: Batch of every measurement: the latency a single-image request sees.
 BATCH = 1
+#: File name of a FastNAS search checkpoint in the variant cache (``search/<source>/fastnas_search.pth``).
+SEARCH_CHECKPOINT = "fastnas_search.pth"
 #: The search space of this profile's pruned variants (its model, channel divisor and classes).
 PROFILE = "cpu"
 
@@ -39,6 +42,8 @@ class FrontierSettings:
         seed: Seed of the random sampling.
         imgsz: Square input side in pixels.
         threads: CPU threads of every backend.
+        sensitivity_map: A FastNAS search checkpoint of this search space (or the folder holding its
+            ``fastnas_search.pth``) whose sensitivity map gives the FastNAS-like family; ``None`` leaves it out.
     """
 
     backends: tuple[str, ...] = DEFAULT_BACKENDS
@@ -47,6 +52,7 @@ class FrontierSettings:
     seed: int = 0
     imgsz: int = 640
     threads: int = DEFAULT_THREADS
+    sensitivity_map: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.backends:
@@ -66,3 +72,12 @@ class FrontierSettings:
             raise BadInputError(f"imgsz {self.imgsz} must be a positive multiple of 32 (YOLOv8's largest stride)")
         if self.threads < 1:
             raise BadInputError(f"threads {self.threads} must be at least 1")
+        if self.sensitivity_map is not None and not self.sensitivity_checkpoint().is_file():
+            raise BadInputError(f"sensitivity map {self.sensitivity_map}: no such file (expected a FastNAS search "
+                                f"checkpoint, {SEARCH_CHECKPOINT}, or the folder holding one)")
+
+    def sensitivity_checkpoint(self) -> Path:
+        """The search checkpoint :attr:`sensitivity_map` names (a folder names the checkpoint inside it)."""
+        assert self.sensitivity_map is not None
+        path = Path(self.sensitivity_map)
+        return path / SEARCH_CHECKPOINT if path.is_dir() else path
