@@ -64,14 +64,15 @@ PROFILES: dict[str, Profile] = {
             bench_imgsz=640,
             batch_sizes=(1,),
             min_speedup=1.1,
-            # From 5 seeds of baseline and fastnas66 on the 512 held-out val images (README, "Build-to-build
-            # spread"): the one-sided 95% prediction bound for one more build's drop (mAP50-95 mean
-            # 0.0283, sd 0.0056 -> 0.0415; recall@0.25 mean 0.0450, sd 0.0055 -> 0.0578), plus the
-            # drop interval's half-width at 512 images (0.0073, 0.0135): a verdict passes only when its
-            # whole interval lies under the bound, so unchanged code passes in about 95% of builds
-            # instead of reading undecided (3 of 10 verdicts over seeds 0-4 at the bare prediction bound).
-            max_map_drop=0.049,
-            max_recall_drop=0.072,
+            # From 10 builds (seeds 0-4 in each of two sessions on the 2-core AMD EPYC VM class) of baseline
+            # and fastnas66 on the 512 held-out val images (README, "Build-to-build spread"): the one-sided
+            # 95% prediction bound for one more build's drop (mAP50-95 mean 0.0212, sd 0.0089 -> 0.0383;
+            # recall@0.25 mean 0.0286, sd 0.0242 -> 0.0752), plus the drop interval's half-width at 512
+            # images (0.0073, 0.0135): a verdict passes only when its whole interval lies under the bound.
+            # Pooled, because the two sessions' mean drops differ (mAP50-95 0.028 and 0.014) by more than
+            # either's seeds spread: a bound from one session's builds would not hold for the other's.
+            max_map_drop=0.046,
+            max_recall_drop=0.089,
         ),
         Profile(
             name="cpu-m",
