@@ -128,6 +128,8 @@ def test_a_sensitivity_map_adds_the_fastnas_like_family_in_the_window() -> None:
     ({}, "it is empty"),
     ({"model.99.conv.out_channels": {16: 0.0}}, "hparam 'model.99.conv.out_channels' (and 0 more) is not in this search"),
     ({"model.0.conv.out_channels": {16: 0.0, 24: 0.1}}, "model.0.conv.out_channels width 24 is not one of its choices"),
+    # A coarser divisor's map holds a subset of the widths: refused too, as modelopt refuses a stale map.
+    ({"model.1.conv.out_channels": {32: 0.1, 48: 0.0}}, "model.1.conv.out_channels width 16 is missing from the map"),
 ])
 def test_a_map_of_another_search_space_is_refused_naming_what_differs(sensitivity: dict[str, dict[int, float]],
                                                                       message: str) -> None:
@@ -373,6 +375,11 @@ def test_a_file_without_a_sensitivity_map_is_a_one_line_error(tmp_path: Path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == (f"fastnas-bench: error: sensitivity map {checkpoint}: holds no FastNAS sensitivity map "
                        "(expected the checkpoint of a FastNAS search)")
+    # Not a checkpoint at all: the same one line, naming what torch could not read.
+    checkpoint.write_bytes(b"not a pickle")
+    assert main(["frontier", "--out", str(tmp_path / "out"), "--sensitivity-map", str(checkpoint)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"fastnas-bench: error: sensitivity map {checkpoint}: holds no")
 
 
 @pytest.mark.parametrize(("args", "message"), [

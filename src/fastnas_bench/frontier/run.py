@@ -185,7 +185,8 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
         plan_key = digest({"configs": settings.configs, "seed": settings.seed, "source": source_id, "choices": choices,
                            "imgsz": settings.imgsz, "window": FLOPS_WINDOW, "sampling": SAMPLING_VERSION,
                            "tables": keys, "greedy": greedy_backend, "versions": versions_of(BUILD),
-                           "fastnas_map": digest(sensitivity) if sensitivity is not None else None})
+                           # Only with a map, so plans sampled without one stay valid.
+                           **({"fastnas_map": digest(sensitivity)} if sensitivity is not None else {})})
 
         def make_plan() -> Plan:
             # The tables serve the sampling and the predictions only: a resumed run with its plan needs none.
@@ -242,12 +243,17 @@ def _read_sensitivity_map(settings: FrontierSettings) -> dict[str, dict[int, flo
     from fastnas_bench.compat.modelopt import read_sensitivity_map
 
     path = settings.sensitivity_checkpoint()
-    stored = read_sensitivity_map(path)
-    if not stored:
-        raise BadInputError(f"sensitivity map {path}: holds no FastNAS sensitivity map (expected the checkpoint "
-                            "of a FastNAS search)")
-    # As stored: FastNAS's own selection reads the raw values (the latency-aware method clips negatives).
-    return {str(h): {int(w): float(v) for w, v in row.items()} for h, row in stored.items()}
+    refusal = (f"sensitivity map {path}: holds no FastNAS sensitivity map (expected the checkpoint of a FastNAS "
+               "search)")
+    try:
+        stored = read_sensitivity_map(path)
+        # As stored: FastNAS's own selection reads the raw values (the latency-aware method clips negatives).
+        sensitivity = {str(h): {int(w): float(v) for w, v in row.items()} for h, row in (stored or {}).items()}
+    except Exception as e:  # noqa: BLE001 - any file torch cannot unpickle, or rows of another shape
+        raise BadInputError(f"{refusal}: {type(e).__name__}") from e
+    if not sensitivity:
+        raise BadInputError(refusal)
+    return sensitivity
 
 
 class _SubnetMeasure:

@@ -195,10 +195,13 @@ def check_sensitivity_map(choices: Mapping[str, Sequence[int]], sensitivity: Map
         raise BadInputError(f"sensitivity map {source}: hparam {unknown[0]!r} (and {len(unknown) - 1} more) is not "
                             "in this search space; was it made for another model or channel divisor?")
     for h, row in sensitivity.items():
-        bad = sorted(set(int(w) for w in row) - set(int(w) for w in choices[h]))
-        if bad:
-            raise BadInputError(f"sensitivity map {source}: {h} width {bad[0]} is not one of its choices "
-                                f"{sorted(int(w) for w in choices[h])}; was it made for another channel divisor?")
+        # The same widths exactly, as modelopt requires of a stored map: a coarser divisor's map holds a subset.
+        mapped, allowed = set(int(w) for w in row), set(int(w) for w in choices[h])
+        if mapped != allowed:
+            odd = sorted(mapped ^ allowed)[0]
+            raise BadInputError(f"sensitivity map {source}: {h} width {odd} is "
+                                f"{'not one of its choices' if odd in mapped else 'missing from the map'} "
+                                f"{sorted(allowed)}; was it made for another channel divisor?")
 
 
 def fastnas_widths(ladders: Mapping[str, Sequence[int]], sensitivity: Mapping[str, Mapping[int, float]]) -> list[Widths]:
