@@ -29,6 +29,8 @@ RELIED_ON = (
     ("modelopt.torch.prune.fastnas", "FastNASConfig"),
     # The searcher FastNAS runs; its ``default_state_dict`` names what the search checkpoint holds.
     ("modelopt.torch.prune.fastnas", "BinarySearcher.default_state_dict"),
+    # Its selection rule, which the frontier's FastNAS-like family reproduces (frontier.sampling.fastnas_widths).
+    ("modelopt.torch.prune.fastnas", "BinarySearcher._apply_fastnas_according_to_threshold"),
     # BatchNorm recalibration of a sampled subnet (see ``recalibrate_batchnorm``).
     ("modelopt.torch.nas.patch", "prep_for_eval"),
     ("modelopt.torch.nas.autonas", "MODELOPT_QUEUE_MAXLEN"),
@@ -37,6 +39,8 @@ RELIED_ON = (
 #: Key of the FastNAS searcher's state dict (and so of its search checkpoint) holding the
 #: sensitivity map: hparam name → choice → score lost with only that hparam narrowed to it.
 SENSITIVITY_MAP_KEY = "sensitivity_map"
+#: File name of the FastNAS search checkpoint (modelopt's searcher state) in a search folder of the cache.
+SEARCH_CHECKPOINT_FILE = "fastnas_search.pth"
 #: Text of the ``ValueError`` modelopt's ``profile`` raises when no subnet meets the constraints
 #: ("NOT all constraints can be satisfied within the search space, see above!").
 UNREACHABLE_CONSTRAINT_TEXT = "constraints can be satisfied"
@@ -176,11 +180,13 @@ def read_sensitivity_map(checkpoint: Path) -> dict[str, dict[int, float]] | None
     Returns:
         The map (possibly empty), or ``None`` where the file is missing or unreadable or holds no map.
     """
+    import pickle
+
     import torch
 
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError):
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):  # not a checkpoint torch can read
         return None
     if not isinstance(state, dict):
         return None

@@ -54,7 +54,8 @@ class BackendFrontier:
         rho = spearman([p.latency_ratio for p in predicted], [p.predicted_ratio for p in predicted])  # type: ignore[misc]
         note = ("no latency table times this backend's layers" if not predicted
                 else "fewer than 3 pairs, or one side constant" if rho is None else "")
-        by_family: dict[str, EfficiencyPick] = {f: pick for f in FAMILIES if (pick := best_efficiency([p for p in points if p.family == f]))}
+        by_family: dict[str, EfficiencyPick] = {
+            f: pick for f in FAMILIES if (pick := best_efficiency([p for p in points if p.family == f]))}
         return cls(backend, tuple(points), tuple(frontier(points)), best_efficiency(points), rho, len(predicted), note,
                    by_family)
 

@@ -245,11 +245,11 @@ def _read_sensitivity_map(settings: FrontierSettings) -> dict[str, dict[int, flo
     path = settings.sensitivity_checkpoint()
     refusal = (f"sensitivity map {path}: holds no FastNAS sensitivity map (expected the checkpoint of a FastNAS "
                "search)")
+    stored = read_sensitivity_map(path)  # None where torch cannot read the file
     try:
-        stored = read_sensitivity_map(path)
         # As stored: FastNAS's own selection reads the raw values (the latency-aware method clips negatives).
         sensitivity = {str(h): {int(w): float(v) for w, v in row.items()} for h, row in (stored or {}).items()}
-    except Exception as e:  # noqa: BLE001 - any file torch cannot unpickle, or rows of another shape
+    except (AttributeError, TypeError, ValueError) as e:  # rows that are not width -> score mappings
         raise BadInputError(f"{refusal}: {type(e).__name__}") from e
     if not sensitivity:
         raise BadInputError(refusal)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastnas_bench.backends.registry import BACKEND_NAMES, get_backend_class
+from fastnas_bench.compat.modelopt import SEARCH_CHECKPOINT_FILE
 from fastnas_bench.errors import BadInputError
 
 DEFAULT_BACKENDS: tuple[str, ...] = ("onnxruntime", "pytorch", "openvino")
@@ -25,8 +26,6 @@ MIN_ROUNDS = 3 * BATCH_ROUNDS
 DEFAULT_THREADS = 2
 #: Batch of every measurement: the latency a single-image request sees.
 BATCH = 1
-#: File name of a FastNAS search checkpoint in the variant cache (``search/<source>/fastnas_search.pth``).
-SEARCH_CHECKPOINT = "fastnas_search.pth"
 #: The search space of this profile's pruned variants (its model, channel divisor and classes).
 PROFILE = "cpu"
 
@@ -74,10 +73,10 @@ class FrontierSettings:
             raise BadInputError(f"threads {self.threads} must be at least 1")
         if self.sensitivity_map is not None and not self.sensitivity_checkpoint().is_file():
             raise BadInputError(f"sensitivity map {self.sensitivity_map}: no such file (expected a FastNAS search "
-                                f"checkpoint, {SEARCH_CHECKPOINT}, or the folder holding one)")
+                                f"checkpoint, {SEARCH_CHECKPOINT_FILE}, or the folder holding one)")
 
     def sensitivity_checkpoint(self) -> Path:
         """The search checkpoint :attr:`sensitivity_map` names (a folder names the checkpoint inside it)."""
         assert self.sensitivity_map is not None
         path = Path(self.sensitivity_map)
-        return path / SEARCH_CHECKPOINT if path.is_dir() else path
+        return path / SEARCH_CHECKPOINT_FILE if path.is_dir() else path

@@ -24,6 +24,7 @@ from ultralytics.nn.tasks import DetectionModel
 
 from fastnas_bench import progress
 from fastnas_bench.compat.modelopt import (
+    SEARCH_CHECKPOINT_FILE,
     is_dynamic,
     is_unreachable_constraint_error,
     read_sensitivity_map,
@@ -339,4 +340,4 @@ def search_checkpoint(ctx: PruneContext, calib_batches: int) -> Path:
     # "r": each candidate recalibrated before its score (maps made before were scored on stale statistics).
     calib = f"calib{calib_batches}x{CALIB_BATCH_SIZE}r"
     name = f"fastnas-{ctx.source_sha256[:16]}-div{ctx.spec.channel_divisor}-{ctx.spec.imgsz}px-{calib}"
-    return ctx.cache_root / "search" / name / "fastnas_search.pth"
+    return ctx.cache_root / "search" / name / SEARCH_CHECKPOINT_FILE
