@@ -4,6 +4,7 @@ report files and the command's option checks."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -309,6 +310,28 @@ def test_report_and_plot_from_scripted_points(tmp_path: Path) -> None:
     assert "per family: fastnas-like 0.706 [0.676, 0.735] (FLOPs 0.660, best of 1); random 1.027" in text
     assert f"`{configs[0].digest}`" in text
     assert write_plot(tmp_path / "frontier.png", fronts).stat().st_size > 0
+
+
+def test_the_report_gives_the_tables_bias_with_and_without_its_in_graph_calibration(tmp_path: Path) -> None:
+    configs = [FrontierConfig("random", (("h", w),), f) for w, f in ((16, 0.5), (32, 0.63), (48, 0.8))]
+    # The calibrated table reads 0.01 under the measurement, its layers alone 0.04 under and out of rank order.
+    plan = Plan("k", tuple(configs), {"a": {c.digest: r - 0.01 for c, r in zip(configs, (0.6, 0.7, 0.9))}}, (),
+                {"a": {c.digest: r - 0.04 for c, r in zip(configs, (0.7, 0.6, 0.9))}})
+    assert Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+    old = {k: v for k, v in plan.to_json().items() if k != "predicted_layers"}  # a plan written before the field
+    assert Plan.from_json(old).predicted_layers == {}
+    measured = {(c.digest, "a"): LatencyRatio(r, r - 0.01, r + 0.01, 20) for c, r in zip(configs, (0.6, 0.7, 0.9))}
+    front = BackendFrontier.of("a", points_of(plan, measured, "a"))
+    assert front.prediction_bias == pytest.approx(0.01) and front.rank_correlation == pytest.approx(1.0)
+    assert front.layers_bias == pytest.approx(0.04 + (0.7 - 0.6 + 0.6 - 0.7) / 3)
+    assert front.layers_rank_correlation == pytest.approx(0.5)
+    text = write_markdown(tmp_path / "frontier.md", [], [front]).read_text()
+    assert "1.000 over 3 configurations; mean measured − predicted ratio +0.010" in text
+    assert "without its in-graph calibration (isolated layers, the rest a constant): Spearman 0.500, mean " \
+           "measured − predicted +0.040" in text
+    plain = BackendFrontier.of("a", points_of(replace(plan, predicted_layers={}), measured, "a"))
+    assert plain.layers_bias is None and "without its in-graph" not in write_markdown(
+        tmp_path / "plain.md", [], [plain]).read_text()
 
 
 def test_widths_digest_ignores_order() -> None:

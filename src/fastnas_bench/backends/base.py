@@ -92,6 +92,10 @@ class Backend(ABC):
     #: Devices on which a latency table can time single layers the way this backend runs them
     #: (:meth:`layer_runner`); the latency-aware method cuts only for such a backend and device.
     times_layers: ClassVar[tuple[Device, ...]] = ()
+    #: Devices on which the whole graph can be profiled per node, the way the benchmark runs it
+    #: (:func:`fastnas_bench.measure.node_profile.profile_models`); there a latency table is calibrated
+    #: in the graph instead of keeping what its layers leave out as a constant.
+    profiles_nodes: ClassVar[tuple[Device, ...]] = ()
 
     def __init__(self, request: BackendRequest) -> None:
         if request.device not in self.devices:

@@ -51,6 +51,8 @@ class OnnxRuntimeBackend(Backend):
     needs_onnx = True
     # Layers are timed through ORT's CPU provider only: on CUDA the latency-aware cut uses PyTorch.
     times_layers: ClassVar[tuple[Device, ...]] = ("cpu",)
+    # ORT's profiler times every node of the CPU provider's optimised graph (``fastnas-bench nodes``).
+    profiles_nodes: ClassVar[tuple[Device, ...]] = ("cpu",)
     # The export is fp32; an fp16 session would need an fp16 export of its own.
     precisions: ClassVar[dict[str, tuple[Precision, ...]]] = {"cpu": ("fp32",), "cuda": ("fp32",)}
 

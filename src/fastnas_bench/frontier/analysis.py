@@ -30,6 +30,8 @@ class Point:
         latency_ratio: Its measured latency over the full network's (median of paired rounds).
         ratio_low, ratio_high: The latency ratio's 95% interval.
         predicted_ratio: The latency table's prediction of the ratio, ``None`` without a table.
+        layers_ratio: Where the table is calibrated in the graph, its prediction without the calibration
+            (the isolated layers' sum, the rest of the model a constant); ``None`` otherwise.
     """
 
     config: str
@@ -39,6 +41,7 @@ class Point:
     ratio_low: float
     ratio_high: float
     predicted_ratio: float | None = None
+    layers_ratio: float | None = None
 
     @property
     def efficiency(self) -> float | None:

@@ -37,6 +37,10 @@ class BackendFrontier:
         table_note: Why there is no rank correlation, where there is none.
         family_best: Per sampling family with a point in the FLOPs window, its most efficient one there
             (where, e.g., FastNAS's own selections sit against the best any family reached).
+        prediction_bias: Mean of measured less table-predicted ratio (> 0: the table promises more saving
+            than the backend delivers), ``None`` without a table.
+        layers_rank_correlation, layers_bias: The same two for the table's prediction without its
+            in-graph calibration, ``None`` where it has none.
     """
 
     backend: str
@@ -47,6 +51,9 @@ class BackendFrontier:
     rank_pairs: int = 0
     table_note: str = ""
     family_best: Mapping[str, EfficiencyPick] = field(default_factory=dict)
+    prediction_bias: float | None = None
+    layers_rank_correlation: float | None = None
+    layers_bias: float | None = None
 
     @classmethod
     def of(cls, backend: str, points: Sequence[Point]) -> BackendFrontier:
@@ -56,8 +63,17 @@ class BackendFrontier:
                 else "fewer than 3 pairs, or one side constant" if rho is None else "")
         by_family: dict[str, EfficiencyPick] = {
             f: pick for f in FAMILIES if (pick := best_efficiency([p for p in points if p.family == f]))}
+        layered = [p for p in predicted if p.layers_ratio is not None]
         return cls(backend, tuple(points), tuple(frontier(points)), best_efficiency(points), rho, len(predicted), note,
-                   by_family)
+                   by_family, _bias([(p.latency_ratio, p.predicted_ratio) for p in predicted]),  # type: ignore[misc]
+                   spearman([p.latency_ratio for p in layered], [p.layers_ratio for p in layered])  # type: ignore[misc]
+                   if layered else None,
+                   _bias([(p.latency_ratio, p.layers_ratio) for p in layered]))  # type: ignore[misc]
+
+
+def _bias(pairs: Sequence[tuple[float, float]]) -> float | None:
+    """Mean of measured less predicted, ``None`` for no pair."""
+    return sum(m - p for m, p in pairs) / len(pairs) if pairs else None
 
 
 def write_markdown(path: Path, header: Sequence[str], backends: Sequence[BackendFrontier]) -> Path:
@@ -68,7 +84,12 @@ def write_markdown(path: Path, header: Sequence[str], backends: Sequence[Backend
         lines += [f"## {b.backend}", "", f"- measured configurations: {len(b.points)}"]
         lines.append("- Spearman rank correlation, measured vs latency-table ratio: "
                      + (f"{b.rank_correlation:.3f} over {b.rank_pairs} configurations" if b.rank_correlation is not None
-                        else f"n/a ({b.table_note})"))
+                        else f"n/a ({b.table_note})")
+                     + (f"; mean measured − predicted ratio {b.prediction_bias:+.3f}" if b.prediction_bias is not None
+                        else ""))
+        if b.layers_rank_correlation is not None and b.layers_bias is not None:
+            lines.append(f"- the same table without its in-graph calibration (isolated layers, the rest a constant): "
+                         f"Spearman {b.layers_rank_correlation:.3f}, mean measured − predicted {b.layers_bias:+.3f}")
         if b.best is None:
             lines.append(f"- best efficiency at FLOPs ratio {lo:.2f}–{hi:.2f}: no configuration in that window")
         else:

@@ -69,22 +69,27 @@ class Plan:
         configs: The sampled configurations.
         predicted: backend → config digest → the backend's latency table's predicted ratio.
         notes: What the sampling left out, and why.
+        predicted_layers: backend → config digest → the same table's prediction without its in-graph
+            calibration, for backends whose table has one (what the calibration changes).
     """
 
     key: str
     configs: tuple[FrontierConfig, ...]
     predicted: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    predicted_layers: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "configs": [c.to_json() for c in self.configs],
-                "predicted": {b: dict(p) for b, p in self.predicted.items()}, "notes": list(self.notes)}
+                "predicted": {b: dict(p) for b, p in self.predicted.items()}, "notes": list(self.notes),
+                "predicted_layers": {b: dict(p) for b, p in self.predicted_layers.items()}}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:
         return cls(str(data["key"]), tuple(FrontierConfig.from_json(c) for c in data["configs"]),
                    {b: {d: float(r) for d, r in p.items()} for b, p in data["predicted"].items()},
-                   tuple(data["notes"]))
+                   tuple(data["notes"]),
+                   {b: {d: float(r) for d, r in p.items()} for b, p in data.get("predicted_layers", {}).items()})
 
 
 def load_or_make_plan(path: Path, key: str, make: Callable[[], Plan]) -> Plan:
@@ -132,6 +137,7 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
         build_table,
         cached_table,
         conv_shapes,
+        in_graph_calibrator,
         table_key,
     )
     from fastnas_bench.methods._lib.search_space import searchable, subnet
@@ -179,7 +185,8 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
         keys = {b: table_key(source_id, choices, budget(b)) for b in table_backends}
 
         def build(backend: str) -> Callable[[], Any]:
-            return lambda: build_table(shapes, budget(backend), probes[backend].reference_call)
+            calibrate = in_graph_calibrator(net, choices, budget(backend), Path(work) / f"{backend}-in-graph")
+            return lambda: build_table(shapes, budget(backend), probes[backend].reference_call, calibrate=calibrate)
 
         greedy_backend = table_backends[0] if table_backends else None
         plan_key = digest({"configs": settings.configs, "seed": settings.seed, "source": source_id, "choices": choices,
@@ -209,7 +216,9 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
                                      sensitivity=sensitivity)
             full = {b: cost({}) for b, cost in costs.items()}
             predicted = {b: {c.digest: cost(dict(c.widths)) / full[b] for c in configs} for b, cost in costs.items()}
-            return Plan(plan_key, tuple(configs), predicted, tuple(notes))
+            layers = {b: {c.digest: t.layers_cost_ms(active(dict(c.widths))) / t.layers_cost_ms(active({}))
+                          for c in configs} for b, t in tables.items() if t.graph is not None}
+            return Plan(plan_key, tuple(configs), predicted, tuple(notes), layers)
 
         plan = load_or_make_plan(out / PLAN_FILE, plan_key, make_plan)
         store = ResultStore(out / RESULTS_DIR, {
@@ -275,5 +284,7 @@ class _SubnetMeasure:
 def points_of(plan: Plan, measured: Mapping[tuple[str, str], LatencyRatio], backend: str) -> list[Point]:
     """The plan's configurations measured on ``backend``, as analysis points."""
     predicted = plan.predicted.get(backend, {})
-    return [Point(c.digest, c.family, c.flops_ratio, r.ratio, r.ratio_low, r.ratio_high, predicted.get(c.digest))
+    layers = plan.predicted_layers.get(backend, {})
+    return [Point(c.digest, c.family, c.flops_ratio, r.ratio, r.ratio_low, r.ratio_high, predicted.get(c.digest),
+                  layers.get(c.digest))
             for c in plan.configs if (r := measured.get((c.digest, backend))) is not None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from fastnas_bench.fsutil import atomic_write_text
 from fastnas_bench.host import machine_class
 from fastnas_bench.measure.nodes import (
     Breakdown,
+    ModelProfile,
     NodePlan,
     NodeRunInfo,
     breakdown_json,
@@ -29,7 +30,7 @@ from fastnas_bench.measure.nodes import (
     render_markdown,
     summarize,
 )
-from fastnas_bench.measure.timing import abba_rounds, timing_slot
+from fastnas_bench.measure.timing import rotation_rounds, timing_slot
 
 MARKDOWN_FILE = "nodes.md"
 JSON_FILE = "nodes.json"
@@ -81,35 +82,46 @@ def _runner(session: Any, feed: dict[str, np.ndarray]) -> Callable[[], None]:
     return run
 
 
-def profile_pair(baseline: Path, pruned: Path, plan: NodePlan) -> Breakdown:
-    """Profile both models alternately and compare them.
+def profile_models(paths: Sequence[Path], plan: NodePlan) -> list[ModelProfile]:
+    """Profile several models in rotation; one :class:`ModelProfile` per path, in order.
 
-    Both sessions are made before timing starts; under the host's timing slot each runs ``plan.warmup``
-    untimed inferences, then ``plan.blocks`` A B B A blocks (baseline, pruned, pruned, baseline), so a
-    drift of the machine during the run weighs on both alike. The warm-up inferences are in the traces
-    too and are dropped by :func:`fastnas_bench.measure.nodes.parse_trace`.
+    Every session is made before timing starts; under the host's timing slot each runs ``plan.warmup``
+    untimed inferences, then ``plan.blocks`` rounds that run every model in order and then in reverse
+    (A B C C B A; A B B A for two), so a drift of the machine during the run weighs on all alike. The
+    warm-up inferences are in the traces too and are dropped by
+    :func:`fastnas_bench.measure.nodes.parse_trace`.
 
     Raises:
         BadInputError: a path is no loadable ONNX file, or an input is dynamic or not float32.
     """
-    check_onnx_path(baseline)
-    check_onnx_path(pruned)
+    for path in paths:
+        check_onnx_path(path)
     with tempfile.TemporaryDirectory(prefix="fastnas-nodes-") as work:
-        sessions = [profiled_session(path, plan.threads, Path(work) / label)
-                    for label, path in (("baseline", baseline), ("pruned", pruned))]
+        sessions = [profiled_session(path, plan.threads, Path(work) / f"model{index}")
+                    for index, path in enumerate(paths)]
         runs = [_runner(session, random_feed(session, np.random.default_rng(INPUT_SEED))) for session in sessions]
         with timing_slot():
             for run in runs:
                 for _ in range(plan.warmup):
                     run()
-            wall_s = abba_rounds(runs[0], runs[1], plan.blocks)
+            wall_s = rotation_rounds(runs, plan.blocks)
         profiles = []
         for session, samples_s in zip(sessions, wall_s):
             # end_profiling writes the trace and returns its path; the profiler's events stay in memory until then.
             events = json.loads(Path(session.end_profiling()).read_text())
             traced = parse_trace(events, plan.warmup, plan.timed_inferences)
             profiles.append(summarize(traced, [s * 1e3 for s in samples_s]))
-    return compare(profiles[0], profiles[1])
+    return profiles
+
+
+def profile_pair(baseline: Path, pruned: Path, plan: NodePlan) -> Breakdown:
+    """Profile both models alternately (A B B A blocks, see :func:`profile_models`) and compare them.
+
+    Raises:
+        BadInputError: a path is no loadable ONNX file, or an input is dynamic or not float32.
+    """
+    base, cut = profile_models([baseline, pruned], plan)
+    return compare(base, cut)
 
 
 def run_nodes(baseline: Path, pruned: Path, plan: NodePlan, out: Path) -> tuple[str, list[Path]]:

@@ -227,3 +227,17 @@ def abba_rounds(first: Callable[[], None], second: Callable[[], None], rounds: i
             for side, run in ((0, first), (1, second), (1, second), (0, first)):
                 samples[side].append(_call_s(run))
     return samples
+
+
+def rotation_rounds(calls: Sequence[Callable[[], None]], rounds: int) -> list[list[float]]:
+    """Per-call seconds of each of ``calls`` timed in ``rounds`` rotations: every call in order, then in
+    reverse (A B C C B A), so that each call runs twice per round and a drift within a round weighs on
+    all alike. With two calls this is :func:`abba_rounds`. Returns one list per call, in round order.
+    """
+    samples: list[list[float]] = [[] for _ in calls]
+    order = list(range(len(calls)))
+    with timing_slot():
+        for _ in range(rounds):
+            for index in order + order[::-1]:
+                samples[index].append(_call_s(calls[index]))
+    return samples

@@ -9,7 +9,9 @@ target platform, and a greedy walk that narrows one layer at a time on the curre
 - accuracy: the sensitivity map of FastNAS's own search (score lost per width choice of every
   prunable layer), read from the search checkpoint FastNAS variants share: no new score calls;
 - latency: every convolution timed alone on the budget's backend over realizable input × output
-  widths (:mod:`fastnas_bench.methods._lib.latency_table`); a width configuration's cost is read
+  widths (:mod:`fastnas_bench.methods._lib.latency_table`), calibrated in the whole graph where the
+  backend profiles it per node (the graph's Split, Concat, activations and layout reorders charged to
+  the convolutions that drive them); a width configuration's cost is read
   through modelopt's own search space (which convolutions' inputs and outputs each choice
   narrows), so coupled layers and the in × out product are costed as they are, not summed per choice;
 - selection: from full width, the step (one hparam one choice narrower) that adds the least
@@ -35,7 +37,14 @@ from fastnas_bench.compat.modelopt import hparam_choices
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.measure.probe import LatencyProbe
 from fastnas_bench.methods._lib.greedy import greedy_select
-from fastnas_bench.methods._lib.latency_table import active_widths, build_table, cached_table, conv_shapes, table_key
+from fastnas_bench.methods._lib.latency_table import (
+    active_widths,
+    build_table,
+    cached_table,
+    conv_shapes,
+    in_graph_calibrator,
+    table_key,
+)
 from fastnas_bench.methods._lib.search_space import searchable, subnet
 from fastnas_bench.methods.base import PruneContext, PruneMethod
 from fastnas_bench.methods.fastnas import CALIB_BATCHES, sensitivity_map
@@ -62,7 +71,8 @@ class LatencyAwareFastNAS(PruneMethod):
     # 5: the sensitivity map of explicitly recalibrated candidates.
     # 6: greedy selection on the table's cost of the whole configuration (the knapsack added
     #    savings that overlap), over a table of realizable grid widths keyed by the host's ISA.
-    version = 6
+    # 7: the table calibrated in the whole graph on backends that profile it per node.
+    version = 7
 
     def __init__(self, calib_batches: int = CALIB_BATCHES) -> None:
         super().__init__()
@@ -81,7 +91,10 @@ class LatencyAwareFastNAS(PruneMethod):
         space = {name: sorted(hparam_choices(hparams[name])) for name in loss}
         shapes = conv_shapes(net, hparams, budget.imgsz, budget.batch)
         key = table_key(ctx.source_sha256, space, budget)
-        table = cached_table(ArtifactCache(ctx.cache_root), key, lambda: build_table(shapes, budget, probe.reference_call))
+        calibrate = in_graph_calibrator(net, {h: hparam_choices(hp) for h, hp in hparams.items()}, budget,
+                                        ctx.work_dir / "latency-in-graph")
+        table = cached_table(ArtifactCache(ctx.cache_root), key,
+                             lambda: build_table(shapes, budget, probe.reference_call, calibrate=calibrate))
 
         def cost_ms(widths: dict[str, int]) -> float:
             return table.cost_ms(active_widths(net, widths, list(shapes)))
@@ -127,6 +140,7 @@ class LatencyAwareFastNAS(PruneMethod):
                           latency_table_seconds=table.build_seconds,
                           latency_table_entries=sum(len(g) for g in table.layers.values()),
                           latency_table_full_ms=round(table.full_ms, 3), latency_table_other_ms=round(table.other_ms, 3),
+                          latency_table_in_graph=table.graph is not None,
                           latency_selections=attempts, latency_ratio_before_finetune=round(met, 4),
                           latency_rounds=VERIFY_ROUNDS, widths=widths)
         return pruned

@@ -20,9 +20,13 @@ same relative noise on a figure 20-100× smaller.
 
 Every layer timing is a median ratio to a fixed reference workload timed in alternation with it,
 so the machine's drift over the minutes a table takes cancels; the backend's per-call overhead
-(an empty graph's time) is subtracted from each layer. What the convolutions do not cover
-(concatenations, upsampling, pooling, the box decoding) is the full model's measured time minus
-the table's sum at full width, kept as a constant.
+(an empty graph's time) is subtracted from each layer. On a backend whose whole graph can be
+profiled per node (ONNX Runtime), the layer timings are then calibrated in the graph: the network is
+profiled at a few realizable configurations, each convolution's entries scaled to what the graph
+pays for it, and the concatenations, splits, activations, pooling, upsampling and layout reorders
+charged to the convolution whose width drives them (:mod:`fastnas_bench.methods._lib.graph_costs`).
+Elsewhere what the convolutions do not cover is the full model's measured time minus the table's
+sum at full width, kept as a constant.
 
 The table is an artifact: cached per source weights, search space, backend, precision, batch,
 image size, threads, machine class, the timing host's vector extension and runtime versions;
@@ -36,7 +40,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +52,9 @@ from fastnas_bench.compat.modelopt import hparam_choices, set_widths, widths_sel
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.host import cpu_isa
 from fastnas_bench.keys import digest
+from fastnas_bench.measure.nodes import NodePlan
 from fastnas_bench.measure.timing import abba_rounds, time_rounds
+from fastnas_bench.methods._lib.graph_costs import GraphCosts, ProfiledConfig, calibration_configs, fit_graph_costs
 from fastnas_bench.variants.cache import ArtifactCache
 from fastnas_bench.variants.spec import LatencyBudget
 from fastnas_bench.versions import LATENCY_TABLE, versions_of
@@ -58,11 +64,15 @@ log = logging.getLogger(__name__)
 TABLE_FILE = "latency_table.json"
 #: Bumped when what a table holds or how it is measured changes; part of its key.
 #: 2: grid widths are realizable widths (no midpoint such as 40 channels that no configuration takes).
-TABLE_VERSION = 2
+#: 3: calibrated in the whole graph where the backend profiles per node (see ``graph``).
+TABLE_VERSION = 3
 #: Alternating (layer, reference) rounds per table entry, fixed in advance.
 LAYER_ROUNDS = 25
 #: Alternating (model, reference) rounds of the full model's own time.
 MODEL_ROUNDS = 25
+#: Timed inferences of each profiled configuration of the in-graph calibration (A B ... B A rotations),
+#: after warm-up ones; fixed in advance.
+GRAPH_PLAN = NodePlan(rounds=40, warmup=5)
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,8 @@ class LatencyTable:
         other_ms: Full model's time minus the convolutions' sum at full width (≥ 0).
         full_ms: Full model's time as measured with the table (reference-normalised ms).
         build_seconds: Wall time of the measurement.
+        graph: The in-graph calibration, where the backend profiles its graph per node; with it a
+            configuration's cost is the calibrated model's, not the layers' sum plus ``other_ms``.
     """
 
     layers: dict[str, dict[tuple[int, int], float]]
@@ -147,6 +159,7 @@ class LatencyTable:
     other_ms: float
     full_ms: float
     build_seconds: float = 0.0
+    graph: GraphCosts | None = None
 
     def layer_ms(self, name: str, cin: int, cout: int) -> float:
         """Bilinear interpolation of the layer's grid at (cin, cout)."""
@@ -158,20 +171,32 @@ class LatencyTable:
         return ((1 - wi) * (1 - wo) * grid[(i0, o0)] + wi * (1 - wo) * grid[(i1, o0)]
                 + (1 - wi) * wo * grid[(i0, o1)] + wi * wo * grid[(i1, o1)])
 
+    def full_widths(self) -> dict[str, tuple[int, int]]:
+        """Every convolution's full (in, out) widths."""
+        return {n: (s.in_full, s.out_full) for n, s in self.shapes.items()}
+
+    def layers_cost_ms(self, active: Mapping[str, tuple[int, int]]) -> float:
+        """The isolated layers' sum plus the constant rest: the cost without the in-graph calibration."""
+        return self.other_ms + sum(self.layer_ms(n, *active[n]) for n in self.layers)
+
     def cost_ms(self, active: Mapping[str, tuple[int, int]]) -> float:
         """Predicted latency of a network whose convolutions have the ``active`` (in, out) widths."""
-        return self.other_ms + sum(self.layer_ms(n, *active[n]) for n in self.layers)
+        if self.graph is None:
+            return self.layers_cost_ms(active)
+        return self.graph.cost_ms(self.layer_ms, active, self.full_widths())
 
     def to_json(self) -> dict[str, Any]:
         return {"layers": {n: [[i, o, ms] for (i, o), ms in g.items()] for n, g in self.layers.items()},
                 "shapes": {n: asdict(s) for n, s in self.shapes.items()},
-                "other_ms": self.other_ms, "full_ms": self.full_ms, "build_seconds": self.build_seconds}
+                "other_ms": self.other_ms, "full_ms": self.full_ms, "build_seconds": self.build_seconds,
+                **({"graph": self.graph.to_json()} if self.graph is not None else {})}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LatencyTable:
         return cls({n: {(int(i), int(o)): float(ms) for i, o, ms in g} for n, g in data["layers"].items()},
                    {n: ConvShape(**s) for n, s in data["shapes"].items()},
-                   float(data["other_ms"]), float(data["full_ms"]), float(data["build_seconds"]))
+                   float(data["other_ms"]), float(data["full_ms"]), float(data["build_seconds"]),
+                   GraphCosts.from_json(data["graph"]) if "graph" in data else None)
 
 
 def conv_shapes(net: Any, hparams: Mapping[str, Any], imgsz: int, batch: int) -> dict[str, ConvShape]:
@@ -281,6 +306,7 @@ def ratio_to_reference(call: Callable[[], None], reference: Callable[[], None], 
 def build_table(shapes: Mapping[str, ConvShape], budget: LatencyBudget, full_model: Callable[[], None],
                 caller: Callable[[Any, Any], Callable[[], None]] | None = None,
                 measure: Callable[[Callable[[], None], Callable[[], None], int], float] = ratio_to_reference,
+                calibrate: Callable[[LatencyTable], GraphCosts] | None = None,
                 ) -> LatencyTable:
     """Time every convolution at its grid widths, and the full model, against one reference workload.
 
@@ -290,6 +316,8 @@ def build_table(shapes: Mapping[str, ConvShape], budget: LatencyBudget, full_mod
         full_model: One call of the full network as the backend runs it (from the latency probe).
         caller: Builds a timed call of a module on an input (default: the budget's backend).
         measure: Times a call against the reference (a scripted one in tests).
+        calibrate: Fits the in-graph model to the timed table (see :func:`in_graph_calibrator`), or
+            ``None`` for a backend that does not profile its graph per node.
     """
     import torch
 
@@ -314,7 +342,59 @@ def build_table(shapes: Mapping[str, ConvShape], budget: LatencyBudget, full_mod
     other = max(0.0, full_ms - conv_full)
     log.info("latency table: full model %.2f ms, convolutions %.2f ms, other %.2f ms (reference %.2f ms)",
              full_ms, conv_full, other, ref_ms)
-    return LatencyTable(layers, dict(shapes), other, full_ms, round(time.perf_counter() - started, 1))
+    table = LatencyTable(layers, dict(shapes), other, full_ms)
+    if calibrate is not None:
+        table = replace(table, graph=calibrate(table))
+    return replace(table, build_seconds=round(time.perf_counter() - started, 1))
+
+
+def in_graph_calibrator(net: Any, choices: Mapping[str, Sequence[int]], budget: LatencyBudget, work_dir: Path,
+                        export: Callable[[Any, Path, int, int], Path] | None = None,
+                        ) -> Callable[[LatencyTable], GraphCosts] | None:
+    """How a table of ``budget``'s backend is calibrated in the whole graph, or ``None`` where the backend
+    does not profile its graph per node (see :attr:`~fastnas_bench.backends.base.Backend.profiles_nodes`).
+
+    The calibration exports search-space ``net`` at each of
+    :func:`~fastnas_bench.methods._lib.graph_costs.calibration_configs` (every width one the network can
+    take) with the benchmark's exporter, profiles them in rotation with the benchmarks' session options
+    under the host's timing slot (:data:`GRAPH_PLAN`), and fits
+    :func:`~fastnas_bench.methods._lib.graph_costs.fit_graph_costs`.
+
+    Args:
+        choices: hparam → its width choices.
+        work_dir: Scratch directory for the exports.
+        export: Writes a model's ONNX into a directory (default: the latency probe's exporter).
+    """
+    if budget.device not in get_backend_class(budget.backend).profiles_nodes:
+        return None
+    from fastnas_bench.measure.node_profile import profile_models
+    from fastnas_bench.measure.probe import export_onnx_module
+    from fastnas_bench.methods._lib.search_space import subnet
+
+    write = export or export_onnx_module
+    plan = replace(GRAPH_PLAN, threads=budget.threads)
+
+    def calibrate(table: LatencyTable) -> GraphCosts:
+        configs = calibration_configs(choices)
+        names = list(table.shapes)
+        paths, actives = [], []
+        for index, widths in enumerate(configs):
+            progress.step(f"latency table ({budget.backend}): exporting in-graph calibration networks", index + 1,
+                          len(configs))
+            folder = work_dir / f"calibration-{index}"
+            folder.mkdir(parents=True, exist_ok=True)
+            paths.append(write(subnet(net, widths), folder, budget.imgsz, budget.batch))
+            actives.append(active_widths(net, widths, names))
+        progress.report(f"latency table ({budget.backend}): profiling {len(configs)} networks in the whole graph")
+        profiles = profile_models(paths, plan)
+        profiled = [ProfiledConfig(active, p.node_ms, p.node_op, p.overhead_ms, p.wall_ms)
+                    for active, p in zip(actives, profiles)]
+        graph = fit_graph_costs(profiled, table.layer_ms, table.full_widths(), table.full_ms, plan.timed_inferences)
+        log.info("in-graph calibration: %d configurations, fitted ratios less measured %s", graph.configs,
+                 list(graph.fit_errors))
+        return graph
+
+    return calibrate
 
 
 def table_key(source_sha256: str, search_space: Mapping[str, Sequence[int]], budget: LatencyBudget,
@@ -347,7 +427,7 @@ def cached_table(cache: ArtifactCache, key: str, build: Callable[[], LatencyTabl
         table = build()
         (tmp / TABLE_FILE).write_text(json.dumps(table.to_json(), indent=1, sort_keys=True))
         return {"kind": "latency-table", "table_seconds": table.build_seconds, "full_ms": table.full_ms,
-                "other_ms": table.other_ms}
+                "other_ms": table.other_ms, "in_graph": table.graph is not None}
 
     cache.get_or_build(key, builder)
     return LatencyTable.from_json(json.loads((cache.path(key) / TABLE_FILE).read_text()))
