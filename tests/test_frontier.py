@@ -149,6 +149,18 @@ def test_greedy_path_gives_what_greedy_select_gives_at_each_selection_cost() -> 
         assert greedy_select(FAKE_LOSS, CHOICES, fake_cost_ms, fake_cost_ms(s)) == s
 
 
+def test_greedy_path_reaches_a_floor_above_its_lowest_ratio_despite_rounding() -> None:
+    # A calibrated table can read the narrowest network at a ratio above 0.4; 47.623 / 80.042 * 80.042
+    # is 47.622999... in floating point, under the floor, which greedy_select would refuse as out of reach.
+    assert 47.623 / 80.042 * 80.042 < 47.623
+    ladders = {"a": [1, 2]}
+
+    def cost_ms(widths: dict[str, int]) -> float:
+        return 80.042 if widths["a"] == 2 else 47.623
+
+    assert greedy_path(ladders, {"a": {1: 0.1, 2: 0.0}}, cost_ms, 3)[0] == {"a": 1}
+
+
 def test_greedy_select_reports_every_step_when_asked() -> None:
     steps: list[tuple[dict[str, int], float]] = []
     target = 0.6 * fake_cost_ms(FULL)

@@ -239,12 +239,14 @@ def greedy_path(ladders: Mapping[str, Sequence[int]], loss: Mapping[str, Mapping
     ratio is what :func:`greedy_select` returns for that ratio.
     """
     full_ms = cost_ms({h: ladder[-1] for h, ladder in ladders.items()})
-    floor = cost_ms({h: ladder[0] for h, ladder in ladders.items()}) / full_ms
-    lowest = max(GREEDY_RATIOS[0], floor)
+    floor_ms = cost_ms({h: ladder[0] for h, ladder in ladders.items()})
+    lowest = max(GREEDY_RATIOS[0], floor_ms / full_ms)
     if lowest >= GREEDY_RATIOS[1]:
         return []
     path: list[tuple[Widths, float]] = []
-    greedy_select(loss, ladders, cost_ms, lowest * full_ms, on_step=lambda w, ms: path.append((w, ms / full_ms)))
+    # Where the floor is the lowest ratio, floor_ms / full_ms * full_ms can round below floor_ms: aim at it exactly.
+    greedy_select(loss, ladders, cost_ms, max(lowest * full_ms, floor_ms),
+                  on_step=lambda w, ms: path.append((w, ms / full_ms)))
     selections = []
     for target in np.linspace(lowest, GREEDY_RATIOS[1], count):
         reached = next((w for w, r in path if r <= target), None)
