@@ -66,11 +66,15 @@ def true_ms(widths: Mapping[str, int]) -> float:
     return OVERHEAD_MS + sum(trace(widths, 0)[0].values())
 
 
-def profiled(configs: list[dict[str, int]]) -> list[ProfiledConfig]:
+def profiled(configs: list[dict[str, int]], profiler_ms: float = 0.0, plain: bool = True) -> list[ProfiledConfig]:
+    """The scripted network's profiles, the profiler adding ``profiler_ms`` to every node's time; with
+    ``plain``, each with its wall time without the profiler."""
     out = []
     for index, widths in enumerate(configs):
         node_ms, node_op = trace(widths, 10 * index)  # reorder tokens numbered differently in every session
-        out.append(ProfiledConfig(active(widths), node_ms, node_op, OVERHEAD_MS, true_ms(widths)))
+        node_ms = {n: ms + profiler_ms for n, ms in node_ms.items()}
+        out.append(ProfiledConfig(active(widths), node_ms, node_op, OVERHEAD_MS, OVERHEAD_MS + sum(node_ms.values()),
+                                  true_ms(widths) if plain else None))
     return out
 
 
@@ -109,8 +113,8 @@ def test_nodes_are_matched_across_sessions_by_their_place_between_convolutions()
     assert set(FULL) <= set(keys[0])
 
 
-def _fit(configs: list[dict[str, int]]) -> GraphCosts:
-    return fit_graph_costs(profiled(configs), layer_ms, FULL, full_ms=50.0, inferences=40)
+def _fit(configs: list[dict[str, int]], profiler_ms: float = 0.0, plain: bool = True) -> GraphCosts:
+    return fit_graph_costs(profiled(configs, profiler_ms, plain), layer_ms, FULL, full_ms=50.0, inferences=40)
 
 
 def test_each_node_is_charged_to_the_convolution_that_drives_it() -> None:
@@ -127,8 +131,10 @@ def test_each_node_is_charged_to_the_convolution_that_drives_it() -> None:
     assert graph.fit_errors == pytest.approx([0.0] * len(graph.fit_errors), abs=1e-4)
 
 
-def test_the_fit_predicts_configurations_it_never_profiled_and_keeps_the_tables_units() -> None:
-    graph = _fit(calibration_configs(CHOICES))
+@pytest.mark.parametrize("profiler_ms", [0.0, 0.3])
+def test_the_fit_predicts_configurations_it_never_profiled_and_keeps_the_tables_units(profiler_ms: float) -> None:
+    graph = _fit(calibration_configs(CHOICES), profiler_ms)
+    assert graph.profiler_node_ms == pytest.approx(profiler_ms)
     full = {"h0": 32, "h1": 64}
 
     def cost(widths: dict[str, int]) -> float:
@@ -146,6 +152,14 @@ def test_the_fit_predicts_configurations_it_never_profiled_and_keeps_the_tables_
         assert cost(widths) / cost(full) == pytest.approx(true_ms(widths) / true_ms(full))
         # The isolated layers with the rest as a constant promise a saving the graph does not give.
         assert layers_only(widths) / layers_only(full) < true_ms(widths) / true_ms(full)
+
+
+def test_without_unprofiled_times_the_profilers_cost_reads_as_time_no_width_removes() -> None:
+    graph = _fit(calibration_configs(CHOICES), profiler_ms=0.3, plain=False)
+    narrow, full = {"h0": 16, "h1": 16}, {"h0": 32, "h1": 64}
+    predicted = graph.cost_ms(layer_ms, active(narrow), FULL) / graph.cost_ms(layer_ms, active(full), FULL)
+    assert graph.profiler_node_ms == 0.0
+    assert predicted > true_ms(narrow) / true_ms(full) + 0.02
 
 
 def test_a_fit_needs_the_full_network_first_and_every_convolution_in_a_graph() -> None:

@@ -224,3 +224,12 @@ def test_a_real_profile_of_two_tiny_nets_names_their_op_types(tmp_path: Path) ->
     convs = {n for n, op in breakdown.baseline.node_op.items() if op == "Conv"}
     assert len(convs) == 2 and convs <= set(breakdown.pruned.node_ms)
     assert breakdown.baseline.wall_ms > 0 and breakdown.baseline.nodes_ms > 0
+
+
+def test_several_models_profile_in_rotation_each_with_its_unprofiled_wall_time(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    paths = [tiny_conv_net(tmp_path / f"net{width}.onnx", width) for width in (16, 8, 4)]
+    profiles = node_profile.profile_models(paths, NodePlan(rounds=3, warmup=1, threads=1), plain_wall=True)
+    assert [p.inferences for p in profiles] == [4, 4, 4]
+    assert all(p.plain_wall_ms is not None and p.plain_wall_ms > 0 for p in profiles)
+    assert all(p.plain_wall_ms is None for p in node_profile.profile_models(paths[:1], NodePlan(rounds=1, warmup=0)))

@@ -8,8 +8,10 @@ input, the host's timing slot, A B B A blocks; everything read from the traces i
 from __future__ import annotations
 
 import json
+import statistics
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +48,16 @@ def check_onnx_path(path: Path) -> Path:
     return path
 
 
-def profiled_session(path: Path, threads: int, trace_prefix: Path) -> Any:
+def profiled_session(path: Path, threads: int, trace_prefix: Path | None) -> Any:
     """A CPU InferenceSession of ``path`` with the timed sessions' options plus ORT's profiler, writing
-    its trace under ``trace_prefix``."""
+    its trace under ``trace_prefix`` (without the profiler where that is ``None``)."""
     import onnxruntime as ort
     from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf, NotImplemented
 
     options = session_options(threads)
-    options.enable_profiling = True
-    options.profile_file_prefix = str(trace_prefix)
+    if trace_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(trace_prefix)
     try:
         return ort.InferenceSession(str(check_onnx_path(path)), options, providers=["CPUExecutionProvider"])
     except (InvalidProtobuf, InvalidGraph, Fail, NotImplemented) as exc:
@@ -82,7 +85,7 @@ def _runner(session: Any, feed: dict[str, np.ndarray]) -> Callable[[], None]:
     return run
 
 
-def profile_models(paths: Sequence[Path], plan: NodePlan) -> list[ModelProfile]:
+def profile_models(paths: Sequence[Path], plan: NodePlan, plain_wall: bool = False) -> list[ModelProfile]:
     """Profile several models in rotation; one :class:`ModelProfile` per path, in order.
 
     Every session is made before timing starts; under the host's timing slot each runs ``plan.warmup``
@@ -90,6 +93,12 @@ def profile_models(paths: Sequence[Path], plan: NodePlan) -> list[ModelProfile]:
     (A B C C B A; A B B A for two), so a drift of the machine during the run weighs on all alike. The
     warm-up inferences are in the traces too and are dropped by
     :func:`fastnas_bench.measure.nodes.parse_trace`.
+
+    Args:
+        plain_wall: Also run every model in a session without the profiler, in the same rotation, and
+            give its median wall time as :attr:`ModelProfile.plain_wall_ms`: the profiler's own cost
+            lies partly inside the kernel spans it records (about as much per node whatever its size),
+            so only an unprofiled session says what an inference really takes.
 
     Raises:
         BadInputError: a path is no loadable ONNX file, or an input is dynamic or not float32.
@@ -99,18 +108,23 @@ def profile_models(paths: Sequence[Path], plan: NodePlan) -> list[ModelProfile]:
     with tempfile.TemporaryDirectory(prefix="fastnas-nodes-") as work:
         sessions = [profiled_session(path, plan.threads, Path(work) / f"model{index}")
                     for index, path in enumerate(paths)]
-        runs = [_runner(session, random_feed(session, np.random.default_rng(INPUT_SEED))) for session in sessions]
+        plain = [profiled_session(path, plan.threads, None) for path in paths] if plain_wall else []
+        runs = [_runner(session, random_feed(session, np.random.default_rng(INPUT_SEED)))
+                for session in [*sessions, *plain]]
         with timing_slot():
             for run in runs:
                 for _ in range(plan.warmup):
                     run()
             wall_s = rotation_rounds(runs, plan.blocks)
         profiles = []
-        for session, samples_s in zip(sessions, wall_s):
+        for index, (session, samples_s) in enumerate(zip(sessions, wall_s)):
             # end_profiling writes the trace and returns its path; the profiler's events stay in memory until then.
             events = json.loads(Path(session.end_profiling()).read_text())
             traced = parse_trace(events, plan.warmup, plan.timed_inferences)
-            profiles.append(summarize(traced, [s * 1e3 for s in samples_s]))
+            profile = summarize(traced, [s * 1e3 for s in samples_s])
+            if plain_wall:
+                profile = replace(profile, plain_wall_ms=statistics.median(wall_s[len(sessions) + index]) * 1e3)
+            profiles.append(profile)
     return profiles
 
 

@@ -177,6 +177,8 @@ class ModelProfile:
             what the session spends outside the kernels (scheduling, allocation, input/output copies).
         run_ms: Median of ORT's own ``model_run`` span, or ``None`` where the trace has none.
         providers: The execution providers that ran a kernel.
+        plain_wall_ms: Median wall time of the same model in a session without the profiler, timed in
+            the same rotation, where it was asked for.
     """
 
     inferences: int
@@ -189,6 +191,7 @@ class ModelProfile:
     overhead_ms: float
     run_ms: float | None
     providers: tuple[str, ...]
+    plain_wall_ms: float | None = None
 
 
 def summarize(traced: TracedRuns, wall_ms: Sequence[float]) -> ModelProfile:

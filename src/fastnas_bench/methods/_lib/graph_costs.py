@@ -18,7 +18,13 @@ configurations (:func:`calibration_configs`), in rotation, and fitted:
   convolution's output width (an activation, a Split, an output reorder, a MaxPool, an Upsample, an
   Add), to the next convolution's input width (a Concat, an input reorder), or constant (the head's
   box decoding, whose size is anchors × bins), whichever of the three fits its measured times best;
-- the session's time outside the kernels: a constant.
+- what an inference takes beyond its kernels: a constant.
+
+The profiler costs time of its own, about as much per node whatever the node's size (measured here:
+the profiled network 14% slower than unprofiled); left in the node times, it would read as time no
+width removes and compress every predicted saving. So each configuration is also timed without the
+profiler in the same rotation, and the profiler's cost per node, (profiled − unprofiled wall time) /
+nodes, is taken off every node's time before the fit.
 
 A configuration's cost is then the sum of those terms, in the table's units (scaled so that the
 full network reads the table's measured full time). Pure: no model, no timing; the profiles come
@@ -29,7 +35,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -73,6 +79,7 @@ class ProfiledConfig:
         node_op: Node → op type.
         overhead_ms: Median wall time per inference less kernel time.
         wall_ms: Median wall time per inference.
+        plain_wall_ms: Median wall time per inference without the profiler (same rotation), where measured.
     """
 
     active: Mapping[str, tuple[int, int]]
@@ -80,6 +87,7 @@ class ProfiledConfig:
     node_op: Mapping[str, str]
     overhead_ms: float
     wall_ms: float
+    plain_wall_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,12 +97,16 @@ class GraphCosts:
     Attributes:
         conv_scale: Convolution → in-graph kernel ms per ms of its table entry.
         charges: Every other node's fitted time and the convolution it follows.
-        overhead_ms: Session time outside the kernels (profile ms).
+        overhead_ms: What an inference takes beyond its kernel times (profile ms): the session's time
+            outside the kernels.
+        profiler_node_ms: The profiler's own cost per node, taken off every node's time before the fit
+            (0 where the profiles came without unprofiled wall times).
         units: Table ms per profile ms: the table's measured full time over the model's full cost.
         configs: Width configurations profiled.
         inferences: Timed inferences of each.
         fit_errors: Per configuration profiled, the model's latency ratio to full width less the
-            measured wall ratio (how well the fit reproduces what it was fitted on).
+            measured wall ratio, unprofiled where measured (how well the fit reproduces what it was
+            fitted on).
     """
 
     conv_scale: dict[str, float]
@@ -104,6 +116,7 @@ class GraphCosts:
     configs: int
     inferences: int
     fit_errors: tuple[float, ...]
+    profiler_node_ms: float = 0.0
 
     def cost_ms(self, layer_ms: Callable[[str, int, int], float], active: Mapping[str, tuple[int, int]],
                 full: Mapping[str, tuple[int, int]]) -> float:
@@ -118,13 +131,14 @@ class GraphCosts:
     def to_json(self) -> dict[str, Any]:
         return {"conv_scale": self.conv_scale, "charges": [asdict(c) for c in self.charges],
                 "overhead_ms": self.overhead_ms, "units": self.units, "configs": self.configs,
-                "inferences": self.inferences, "fit_errors": list(self.fit_errors)}
+                "inferences": self.inferences, "fit_errors": list(self.fit_errors),
+                "profiler_node_ms": self.profiler_node_ms}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GraphCosts:
         return cls({n: float(s) for n, s in data["conv_scale"].items()}, tuple(Charge(**c) for c in data["charges"]),
                    float(data["overhead_ms"]), float(data["units"]), int(data["configs"]), int(data["inferences"]),
-                   tuple(float(e) for e in data["fit_errors"]))
+                   tuple(float(e) for e in data["fit_errors"]), float(data["profiler_node_ms"]))
 
 
 def _profile_cost(conv_scale: Mapping[str, float], charges: Sequence[Charge], overhead_ms: float,
@@ -236,6 +250,7 @@ def fit_graph_costs(profiled: Sequence[ProfiledConfig], layer_ms: Callable[[str,
         raise ValueError(f"{len(profiled)} profiled configuration(s): a fit needs the full network and another")
     if any(profiled[0].active[n] != w for n, w in full.items()):
         raise ValueError("the first profiled configuration must be the full network")
+    profiled, profiler_node_ms, walls = _without_profiler(profiled)
     convs = sorted(full)
     anchored = [anchored_nodes(config, convs) for config in profiled]
     unseen = [n for n in convs if not any(n in times for times, _ in anchored)]
@@ -263,7 +278,21 @@ def fit_graph_costs(profiled: Sequence[ProfiledConfig], layer_ms: Callable[[str,
         charges.append(Charge(key=key, anchor=anchor, side=side, full_ms=slope))
     overhead_ms = float(np.mean([config.overhead_ms for config in profiled]))
     modelled = [_profile_cost(conv_scale, charges, overhead_ms, layer_ms, config.active, full) for config in profiled]
-    fit_errors = tuple(round(m / modelled[0] - config.wall_ms / profiled[0].wall_ms, 4)
-                       for m, config in zip(modelled, profiled))
+    fit_errors = tuple(round(m / modelled[0] - wall / walls[0], 4) for m, wall in zip(modelled, walls))
     return GraphCosts(conv_scale=conv_scale, charges=tuple(charges), overhead_ms=overhead_ms,
-                      units=full_ms / modelled[0], configs=len(profiled), inferences=inferences, fit_errors=fit_errors)
+                      units=full_ms / modelled[0], configs=len(profiled), inferences=inferences, fit_errors=fit_errors,
+                      profiler_node_ms=profiler_node_ms)
+
+
+def _without_profiler(profiled: Sequence[ProfiledConfig]) -> tuple[list[ProfiledConfig], float, list[float]]:
+    """The configurations with the profiler's cost per node taken off every node's time, that cost, and
+    each configuration's wall time without the profiler; unchanged, 0 and the profiled wall times where
+    some configuration lacks an unprofiled one."""
+    if any(config.plain_wall_ms is None for config in profiled):
+        return list(profiled), 0.0, [config.wall_ms for config in profiled]
+    walls = [float(config.plain_wall_ms) for config in profiled]  # type: ignore[arg-type]
+    # A profiled run faster than the unprofiled one is noise, not a negative cost.
+    per_node = max(0.0, float(np.mean([(config.wall_ms - wall) / max(1, len(config.node_ms))
+                                       for config, wall in zip(profiled, walls)])))
+    return ([replace(config, node_ms={n: max(0.0, ms - per_node) for n, ms in config.node_ms.items()})
+             for config in profiled], per_node, walls)

@@ -65,7 +65,8 @@ TABLE_FILE = "latency_table.json"
 #: Bumped when what a table holds or how it is measured changes; part of its key.
 #: 2: grid widths are realizable widths (no midpoint such as 40 channels that no configuration takes).
 #: 3: calibrated in the whole graph where the backend profiles per node (see ``graph``).
-TABLE_VERSION = 3
+#: 4: the profiler's own cost taken out of that calibration by unprofiled twins of the profiled sessions.
+TABLE_VERSION = 4
 #: Alternating (layer, reference) rounds per table entry, fixed in advance.
 LAYER_ROUNDS = 25
 #: Alternating (model, reference) rounds of the full model's own time.
@@ -386,8 +387,8 @@ def in_graph_calibrator(net: Any, choices: Mapping[str, Sequence[int]], budget: 
             paths.append(write(subnet(net, widths), folder, budget.imgsz, budget.batch))
             actives.append(active_widths(net, widths, names))
         progress.report(f"latency table ({budget.backend}): profiling {len(configs)} networks in the whole graph")
-        profiles = profile_models(paths, plan)
-        profiled = [ProfiledConfig(active, p.node_ms, p.node_op, p.overhead_ms, p.wall_ms)
+        profiles = profile_models(paths, plan, plain_wall=True)
+        profiled = [ProfiledConfig(active, p.node_ms, p.node_op, p.overhead_ms, p.wall_ms, p.plain_wall_ms)
                     for active, p in zip(actives, profiles)]
         graph = fit_graph_costs(profiled, table.layer_ms, table.full_widths(), table.full_ms, plan.timed_inferences)
         log.info("in-graph calibration: %d configurations, fitted ratios less measured %s", graph.configs,
