@@ -72,8 +72,7 @@ class LatencyAwareFastNAS(PruneMethod):
     # 6: greedy selection on the table's cost of the whole configuration (the knapsack added
     #    savings that overlap), over a table of realizable grid widths keyed by the host's ISA.
     # 7: the table calibrated in the whole graph on backends that profile it per node.
-    # 8: that calibration without the profiler's own cost.
-    version = 8
+    version = 7
 
     def __init__(self, calib_batches: int = CALIB_BATCHES) -> None:
         super().__init__()

@@ -20,11 +20,13 @@ configurations (:func:`calibration_configs`), in rotation, and fitted:
   box decoding, whose size is anchors × bins), whichever of the three fits its measured times best;
 - what an inference takes beyond its kernels: a constant.
 
-The profiler costs time of its own, about as much per node whatever the node's size (measured here:
-the profiled network 14% slower than unprofiled); left in the node times, it would read as time no
-width removes and compress every predicted saving. So each configuration is also timed without the
-profiler in the same rotation, and the profiler's cost per node, (profiled − unprofiled wall time) /
-nodes, is taken off every node's time before the fit.
+The profiler costs time of its own, about as much per node whatever the node's size, inside the
+spans it records and between them (measured here: the profiled network 3-14% slower than
+unprofiled); left in, it reads as time no width removes and compresses every predicted saving. So
+each configuration is also timed without the profiler in the same rotation: the profiler's cost
+per node, (profiled − unprofiled wall time) / nodes, is taken off every node's time before the fit,
+and the constant is the one that makes the fitted model proportional to the unprofiled wall times
+(least squares over the configurations), not the profiled session's time between kernels.
 
 A configuration's cost is then the sum of those terms, in the table's units (scaled so that the
 full network reads the table's measured full time). Pure: no model, no timing; the profiles come
@@ -97,8 +99,9 @@ class GraphCosts:
     Attributes:
         conv_scale: Convolution → in-graph kernel ms per ms of its table entry.
         charges: Every other node's fitted time and the convolution it follows.
-        overhead_ms: What an inference takes beyond its kernel times (profile ms): the session's time
-            outside the kernels.
+        overhead_ms: What an inference takes beyond its kernel times (profile ms): fitted to the
+            unprofiled wall times where measured (it can be negative: it also takes back what the
+            per-node correction left), else the profiled session's time outside the kernels.
         profiler_node_ms: The profiler's own cost per node, taken off every node's time before the fit
             (0 where the profiles came without unprofiled wall times).
         units: Table ms per profile ms: the table's measured full time over the model's full cost.
@@ -276,8 +279,14 @@ def fit_graph_costs(profiled: Sequence[ProfiledConfig], layer_ms: Callable[[str,
                  anchor, side) for anchor, side in candidates]
         (slope, _), anchor, side = min(fits, key=lambda fit: fit[0][1])
         charges.append(Charge(key=key, anchor=anchor, side=side, full_ms=slope))
-    overhead_ms = float(np.mean([config.overhead_ms for config in profiled]))
-    modelled = [_profile_cost(conv_scale, charges, overhead_ms, layer_ms, config.active, full) for config in profiled]
+    kernels = np.array([_profile_cost(conv_scale, charges, 0.0, layer_ms, c.active, full) for c in profiled])
+    if all(c.plain_wall_ms is not None for c in profiled):
+        # overhead + kernels_k = scale · wall_k: kernels_k = scale · wall_k − overhead, least squares.
+        design = np.column_stack([np.array(walls), -np.ones(len(walls))])
+        overhead_ms = float(np.linalg.lstsq(design, kernels, rcond=None)[0][1])
+    else:
+        overhead_ms = float(np.mean([config.overhead_ms for config in profiled]))
+    modelled = [overhead_ms + k for k in kernels]
     fit_errors = tuple(round(m / modelled[0] - wall / walls[0], 4) for m, wall in zip(modelled, walls))
     return GraphCosts(conv_scale=conv_scale, charges=tuple(charges), overhead_ms=overhead_ms,
                       units=full_ms / modelled[0], configs=len(profiled), inferences=inferences, fit_errors=fit_errors,

@@ -65,8 +65,7 @@ TABLE_FILE = "latency_table.json"
 #: Bumped when what a table holds or how it is measured changes; part of its key.
 #: 2: grid widths are realizable widths (no midpoint such as 40 channels that no configuration takes).
 #: 3: calibrated in the whole graph where the backend profiles per node (see ``graph``).
-#: 4: the profiler's own cost taken out of that calibration by unprofiled twins of the profiled sessions.
-TABLE_VERSION = 4
+TABLE_VERSION = 3
 #: Alternating (layer, reference) rounds per table entry, fixed in advance.
 LAYER_ROUNDS = 25
 #: Alternating (model, reference) rounds of the full model's own time.
