@@ -4,12 +4,17 @@ configurations it never profiled, on a scripted network whose true costs are kno
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
+from ultralytics.nn.tasks import DetectionModel
 
+from fastnas_bench.compat.modelopt import hparam_choices
+from fastnas_bench.measure.nodes import ModelProfile, NodePlan
 from fastnas_bench.measure.timing import rotation_rounds
 from fastnas_bench.methods._lib.graph_costs import (
     CONSTANT,
@@ -24,7 +29,15 @@ from fastnas_bench.methods._lib.graph_costs import (
     conv_module,
     fit_graph_costs,
 )
-from fastnas_bench.methods._lib.latency_table import ConvShape, LatencyTable, build_table, in_graph_calibrator
+from fastnas_bench.methods._lib.latency_table import (
+    ConvShape,
+    LatencyTable,
+    active_widths,
+    build_table,
+    conv_shapes,
+    in_graph_calibrator,
+)
+from fastnas_bench.methods._lib.search_space import searchable
 from fastnas_bench.variants.spec import LatencyBudget
 
 # A three-convolution network: h0 narrows c0's output (and c1's input), h1 c1's output; c2 reads the
@@ -97,10 +110,17 @@ def test_other_nodes_name_no_module(node: str) -> None:
 
 def test_calibration_profiles_the_full_network_uniform_cuts_and_random_ones_at_realizable_widths() -> None:
     configs = calibration_configs(CHOICES)
-    assert len(configs) == len(UNIFORM_POSITIONS) + RANDOM_CONFIGS
+    distinct = {tuple(sorted(c.items())) for c in configs}
+    assert len(distinct) == len(configs) and len(UNIFORM_POSITIONS) < len(configs) <= len(UNIFORM_POSITIONS) + RANDOM_CONFIGS
     assert configs[0] == {"h0": 32, "h1": 64} and configs[len(UNIFORM_POSITIONS) - 1] == {"h0": 16, "h1": 16}
     assert all(w in CHOICES[h] for config in configs for h, w in config.items())
     assert configs == calibration_configs(CHOICES) and configs != calibration_configs(CHOICES, seed=1)
+
+
+def test_configurations_that_land_on_the_same_rungs_are_profiled_once() -> None:
+    # Three choices: ¾ rounds to the widest rung and ¼ to the narrowest.
+    configs = calibration_configs({"h": [8, 16, 24]})
+    assert configs[:3] == [{"h": 24}, {"h": 16}, {"h": 8}] and len(configs) == 3
 
 
 def test_nodes_are_matched_across_sessions_by_their_place_between_convolutions() -> None:
@@ -147,18 +167,11 @@ def test_the_fit_predicts_configurations_it_never_profiled_and_keeps_the_tables_
     def cost(widths: dict[str, int]) -> float:
         return graph.cost_ms(layer_ms, active(widths), FULL)
 
-    def layers_only(widths: dict[str, int]) -> float:
-        # The table without the calibration: its layers alone, the rest of the full model a constant.
-        rest = max(0.0, true_ms(full) - sum(layer_ms(c, *w) for c, w in FULL.items()))
-        return rest + sum(layer_ms(c, *w) for c, w in active(widths).items())
-
     assert cost(full) == pytest.approx(50.0)
     unseen = ({"h0": 24, "h1": 16}, {"h0": 16, "h1": 48}, {"h0": 32, "h1": 32})
     assert not any(widths in calibration_configs(CHOICES) for widths in unseen)
     for widths in unseen:
         assert cost(widths) / cost(full) == pytest.approx(true_ms(widths) / true_ms(full))
-        # The isolated layers with the rest as a constant promise a saving the graph does not give.
-        assert layers_only(widths) / layers_only(full) < true_ms(widths) / true_ms(full)
 
 
 def test_without_unprofiled_times_the_profilers_cost_reads_as_time_no_width_removes() -> None:
@@ -193,7 +206,8 @@ def test_a_calibrated_table_costs_through_its_graph_model_and_round_trips() -> N
     assert plain.cost_ms({"c": (3, 16)}) == pytest.approx(3.0 + 16)
     assert table.cost_ms({"c": (3, 16)}) == pytest.approx(2.0 * (1.0 + 0.5 * 16))
     assert table.layers_cost_ms({"c": (3, 16)}) == plain.cost_ms({"c": (3, 16)})
-    assert LatencyTable.from_json(table.to_json()) == table and LatencyTable.from_json(plain.to_json()) == plain
+    for original in (table, plain, replace(table, graph=_fit(calibration_configs(CHOICES), 0.3))):
+        assert LatencyTable.from_json(json.loads(json.dumps(original.to_json()))) == original
 
 
 def test_build_hands_the_timed_table_to_the_calibration() -> None:
@@ -218,3 +232,45 @@ def test_rotation_runs_every_call_in_order_then_in_reverse() -> None:
     calls: list[str] = []
     samples = rotation_rounds([lambda: calls.append("a"), lambda: calls.append("b"), lambda: calls.append("c")], 2)
     assert calls == list("abccba" * 2) and [len(s) for s in samples] == [4, 4, 4]
+
+
+def test_the_calibrator_profiles_realizable_subnets_of_the_real_search_space_and_leaves_it_at_full_width(
+        tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net, hparams = searchable(DetectionModel("yolov8n.yaml", nc=5, verbose=False).eval(), 16)
+    choices = {h: sorted(int(w) for w in hparam_choices(hp)) for h, hp in hparams.items()}
+    shapes = conv_shapes(net, hparams, imgsz=64, batch=1)
+    # A table whose entries are exact under bilinear interpolation, and a graph paying half of each.
+    table = LatencyTable({n: {(i, o): i * o / 1000 for i, o in s.grid()} for n, s in shapes.items()}, shapes,
+                         other_ms=0.0, full_ms=10.0)
+    exported: list[dict[str, tuple[int, int]]] = []
+
+    def export(model: torch.nn.Module, folder: Path, imgsz: int, batch: int) -> Path:
+        widths = {n: (m.in_channels, m.out_channels) for n, m in model.named_modules()
+                  if isinstance(m, torch.nn.Conv2d)}
+        exported.append(widths)
+        path = folder / "model.onnx"
+        path.write_text(json.dumps(widths))
+        return path
+
+    def profile(paths: Sequence[Path], plan: NodePlan) -> list[ModelProfile]:
+        assert plan.threads == BUDGET.threads
+        out = []
+        for path in paths:
+            node_ms = {f"/{n}/Conv": 0.5 * i * o / 1000 for n, (i, o) in json.loads(path.read_text()).items()}
+            kernels = sum(node_ms.values())
+            out.append(ModelProfile(inferences=plan.timed_inferences, op_ms={}, op_share={}, node_ms=node_ms,
+                                    node_op=dict.fromkeys(node_ms, "Conv"), nodes_ms=kernels, wall_ms=kernels + 0.7,
+                                    overhead_ms=1.0, run_ms=None, providers=(), plain_wall_ms=kernels + 0.7))
+        return out
+
+    calibrate = in_graph_calibrator(net, choices, replace(BUDGET, imgsz=64), tmp_path, export=export, profile=profile)
+    assert calibrate is not None
+    graph = calibrate(table)
+    assert len(exported) == graph.configs == len(calibration_configs(choices))
+    for widths in exported:
+        assert all(widths[n][0] in s.in_choices and widths[n][1] in s.out_choices for n, s in shapes.items())
+    assert graph.conv_scale == pytest.approx(dict.fromkeys(shapes, 0.5))
+    assert graph.overhead_ms == pytest.approx(0.7) and graph.charges == ()
+    assert graph.fit_errors == pytest.approx([0.0] * graph.configs, abs=1e-4)
+    assert active_widths(net, {}, list(shapes)) == table.full_widths()

@@ -63,12 +63,15 @@ class BackendFrontier:
                 else "fewer than 3 pairs, or one side constant" if rho is None else "")
         by_family: dict[str, EfficiencyPick] = {
             f: pick for f in FAMILIES if (pick := best_efficiency([p for p in points if p.family == f]))}
-        layered = [p for p in predicted if p.layers_ratio is not None]
+        layers = _pairs(points, "layers_ratio")
         return cls(backend, tuple(points), tuple(frontier(points)), best_efficiency(points), rho, len(predicted), note,
-                   by_family, _bias([(p.latency_ratio, p.predicted_ratio) for p in predicted]),  # type: ignore[misc]
-                   spearman([p.latency_ratio for p in layered], [p.layers_ratio for p in layered])  # type: ignore[misc]
-                   if layered else None,
-                   _bias([(p.latency_ratio, p.layers_ratio) for p in layered]))  # type: ignore[misc]
+                   by_family, prediction_bias=_bias(_pairs(points, "predicted_ratio")),
+                   layers_rank_correlation=spearman(*zip(*layers)) if layers else None, layers_bias=_bias(layers))
+
+
+def _pairs(points: Sequence[Point], predicted: str) -> list[tuple[float, float]]:
+    """(measured, predicted) latency ratio of every point with a ``predicted`` ratio (a Point attribute)."""
+    return [(p.latency_ratio, ratio) for p in points if (ratio := getattr(p, predicted)) is not None]
 
 
 def _bias(pairs: Sequence[tuple[float, float]]) -> float | None:
@@ -87,9 +90,10 @@ def write_markdown(path: Path, header: Sequence[str], backends: Sequence[Backend
                         else f"n/a ({b.table_note})")
                      + (f"; mean measured − predicted ratio {b.prediction_bias:+.3f}" if b.prediction_bias is not None
                         else ""))
-        if b.layers_rank_correlation is not None and b.layers_bias is not None:
+        if b.layers_bias is not None:
+            rho = f"{b.layers_rank_correlation:.3f}" if b.layers_rank_correlation is not None else "n/a"
             lines.append(f"- the same table without its in-graph calibration (isolated layers, the rest a constant): "
-                         f"Spearman {b.layers_rank_correlation:.3f}, mean measured − predicted {b.layers_bias:+.3f}")
+                         f"Spearman {rho}, mean measured − predicted {b.layers_bias:+.3f}")
         if b.best is None:
             lines.append(f"- best efficiency at FLOPs ratio {lo:.2f}–{hi:.2f}: no configuration in that window")
         else:

@@ -216,8 +216,9 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
                                      sensitivity=sensitivity)
             full = {b: cost({}) for b, cost in costs.items()}
             predicted = {b: {c.digest: cost(dict(c.widths)) / full[b] for c in configs} for b, cost in costs.items()}
-            layers = {b: {c.digest: t.layers_cost_ms(active(dict(c.widths))) / t.layers_cost_ms(active({}))
-                          for c in configs} for b, t in tables.items() if t.graph is not None}
+            layers_full = {b: t.layers_cost_ms(active({})) for b, t in tables.items()}
+            layers = {b: {c.digest: t.layers_cost_ms(active(dict(c.widths))) / layers_full[b] for c in configs}
+                      for b, t in tables.items() if t.graph is not None}
             return Plan(plan_key, tuple(configs), predicted, tuple(notes), layers)
 
         plan = load_or_make_plan(out / PLAN_FILE, plan_key, make_plan)

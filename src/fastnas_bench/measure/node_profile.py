@@ -1,8 +1,9 @@
-"""ONNX Runtime profiler sessions for the per-node breakdown (``fastnas-bench nodes``).
+"""ONNX Runtime profiler sessions: the per-node breakdown (``fastnas-bench nodes``) and the latency
+table's in-graph calibration.
 
-Thin: two CPU sessions with the benchmarks' own session options plus ORT's profiler, a fixed random
-input, the host's timing slot, A B B A blocks; everything read from the traces is in
-:mod:`fastnas_bench.measure.nodes`.
+Thin: CPU sessions with the benchmarks' own session options plus ORT's profiler (and, where asked,
+unprofiled twins), a fixed random input, the host's timing slot, the models in rotation (A B B A for
+two); everything read from the traces is in :mod:`fastnas_bench.measure.nodes`.
 """
 
 from __future__ import annotations
@@ -42,13 +43,13 @@ INPUT_SEED = 0
 
 def check_onnx_path(path: Path) -> Path:
     """``path`` if it is an existing file; a one-line error naming it otherwise (whether it holds an ONNX
-    model, ORT says when it loads it: see :func:`profiled_session`)."""
+    model, ORT says when it loads it: see :func:`cpu_session`)."""
     if not path.is_file():
         raise BadInputError(f"ONNX model {path} does not exist or is not a file")
     return path
 
 
-def profiled_session(path: Path, threads: int, trace_prefix: Path | None) -> Any:
+def cpu_session(path: Path, threads: int, trace_prefix: Path | None = None) -> Any:
     """A CPU InferenceSession of ``path`` with the timed sessions' options plus ORT's profiler, writing
     its trace under ``trace_prefix`` (without the profiler where that is ``None``)."""
     import onnxruntime as ort
@@ -106,9 +107,9 @@ def profile_models(paths: Sequence[Path], plan: NodePlan, plain_wall: bool = Fal
     for path in paths:
         check_onnx_path(path)
     with tempfile.TemporaryDirectory(prefix="fastnas-nodes-") as work:
-        sessions = [profiled_session(path, plan.threads, Path(work) / f"model{index}")
+        sessions = [cpu_session(path, plan.threads, Path(work) / f"model{index}")
                     for index, path in enumerate(paths)]
-        plain = [profiled_session(path, plan.threads, None) for path in paths] if plain_wall else []
+        plain = [cpu_session(path, plan.threads) for path in paths] if plain_wall else []
         runs = [_runner(session, random_feed(session, np.random.default_rng(INPUT_SEED)))
                 for session in [*sessions, *plain]]
         with timing_slot():

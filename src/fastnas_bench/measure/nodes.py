@@ -59,7 +59,7 @@ class NodePlan:
 
     @property
     def blocks(self) -> int:
-        """A B B A blocks: each runs each model twice."""
+        """Rotations (A B B A for two models, A B C C B A for three): each runs each model twice."""
         return (self.rounds + 1) // 2
 
     @property

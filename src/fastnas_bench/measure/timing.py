@@ -220,22 +220,18 @@ def abba_rounds(first: Callable[[], None], second: Callable[[], None], rounds: i
     A drift of a shared machine within a round cancels in each side's sum, and each side runs once
     after itself and once after the other. Returns (A samples, B samples) in round order.
     """
-    samples: tuple[list[float], list[float]] = ([], [])
-    # One slot for the whole block: nothing but the calls themselves runs between two timed calls.
-    with timing_slot():
-        for _ in range(rounds):
-            for side, run in ((0, first), (1, second), (1, second), (0, first)):
-                samples[side].append(_call_s(run))
-    return samples
+    a, b = rotation_rounds([first, second], rounds)
+    return a, b
 
 
 def rotation_rounds(calls: Sequence[Callable[[], None]], rounds: int) -> list[list[float]]:
     """Per-call seconds of each of ``calls`` timed in ``rounds`` rotations: every call in order, then in
     reverse (A B C C B A), so that each call runs twice per round and a drift within a round weighs on
-    all alike. With two calls this is :func:`abba_rounds`. Returns one list per call, in round order.
+    all alike (:func:`abba_rounds` is this with two calls). Returns one list per call, in round order.
     """
     samples: list[list[float]] = [[] for _ in calls]
     order = list(range(len(calls)))
+    # One slot for the whole block: nothing but the calls themselves runs between two timed calls.
     with timing_slot():
         for _ in range(rounds):
             for index in order + order[::-1]:

@@ -124,7 +124,8 @@ class LatencyAwareFastNAS(PruneMethod):
                 break
             # What the table does not see (fusion, memory traffic, threading of narrow layers) makes
             # the network slower or faster than predicted, by a factor that differs per backend
-            # (measured: ORT 1.01-1.06, PyTorch 0.82-0.94). Pooled over the attempts so far, the
+            # (measured with isolated layers alone: ORT 1.01-1.06, PyTorch 0.82-0.94; the ORT table's
+            # in-graph calibration brought its first selections to 1.01-1.02). Pooled over the attempts so far, the
             # median factor sets the next aim, less a quarter of the interval width so that one
             # draw of noise does not decide again. A cut far under the budget is corrected too: it
             # would give away accuracy that the budget allows to keep.
@@ -141,6 +142,9 @@ class LatencyAwareFastNAS(PruneMethod):
                           latency_table_entries=sum(len(g) for g in table.layers.values()),
                           latency_table_full_ms=round(table.full_ms, 3), latency_table_other_ms=round(table.other_ms, 3),
                           latency_table_in_graph=table.graph is not None,
+                          **({"latency_table_graph_fit_errors": list(table.graph.fit_errors),
+                              "latency_table_graph_overhead_ms": round(table.graph.overhead_ms, 3)}
+                             if table.graph is not None else {}),
                           latency_selections=attempts, latency_ratio_before_finetune=round(met, 4),
                           latency_rounds=VERIFY_ROUNDS, widths=widths)
         return pruned

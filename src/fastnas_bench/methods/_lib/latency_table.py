@@ -52,9 +52,16 @@ from fastnas_bench.compat.modelopt import hparam_choices, set_widths, widths_sel
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.host import cpu_isa
 from fastnas_bench.keys import digest
-from fastnas_bench.measure.nodes import NodePlan
+from fastnas_bench.measure.nodes import ModelProfile, NodePlan
 from fastnas_bench.measure.timing import abba_rounds, time_rounds
-from fastnas_bench.methods._lib.graph_costs import GraphCosts, ProfiledConfig, calibration_configs, fit_graph_costs
+from fastnas_bench.methods._lib.graph_costs import (
+    RANDOM_CONFIGS,
+    UNIFORM_POSITIONS,
+    GraphCosts,
+    ProfiledConfig,
+    calibration_configs,
+    fit_graph_costs,
+)
 from fastnas_bench.variants.cache import ArtifactCache
 from fastnas_bench.variants.spec import LatencyBudget
 from fastnas_bench.versions import LATENCY_TABLE, versions_of
@@ -350,6 +357,7 @@ def build_table(shapes: Mapping[str, ConvShape], budget: LatencyBudget, full_mod
 
 def in_graph_calibrator(net: Any, choices: Mapping[str, Sequence[int]], budget: LatencyBudget, work_dir: Path,
                         export: Callable[[Any, Path, int, int], Path] | None = None,
+                        profile: Callable[[Sequence[Path], NodePlan], list[ModelProfile]] | None = None,
                         ) -> Callable[[LatencyTable], GraphCosts] | None:
     """How a table of ``budget``'s backend is calibrated in the whole graph, or ``None`` where the backend
     does not profile its graph per node (see :attr:`~fastnas_bench.backends.base.Backend.profiles_nodes`).
@@ -364,6 +372,8 @@ def in_graph_calibrator(net: Any, choices: Mapping[str, Sequence[int]], budget: 
         choices: hparam → its width choices.
         work_dir: Scratch directory for the exports.
         export: Writes a model's ONNX into a directory (default: the latency probe's exporter).
+        profile: Profiles the exported networks in rotation, with unprofiled twins (default:
+            :func:`~fastnas_bench.measure.node_profile.profile_models`; a scripted one in tests).
     """
     if budget.device not in get_backend_class(budget.backend).profiles_nodes:
         return None
@@ -372,6 +382,7 @@ def in_graph_calibrator(net: Any, choices: Mapping[str, Sequence[int]], budget: 
     from fastnas_bench.methods._lib.search_space import subnet
 
     write = export or export_onnx_module
+    run = profile or (lambda paths, plan: profile_models(paths, plan, plain_wall=True))
     plan = replace(GRAPH_PLAN, threads=budget.threads)
 
     def calibrate(table: LatencyTable) -> GraphCosts:
@@ -385,8 +396,9 @@ def in_graph_calibrator(net: Any, choices: Mapping[str, Sequence[int]], budget: 
             folder.mkdir(parents=True, exist_ok=True)
             paths.append(write(subnet(net, widths), folder, budget.imgsz, budget.batch))
             actives.append(active_widths(net, widths, names))
-        progress.report(f"latency table ({budget.backend}): profiling {len(configs)} networks in the whole graph")
-        profiles = profile_models(paths, plan, plain_wall=True)
+        progress.report(f"latency table ({budget.backend}): profiling {len(configs)} networks in the whole graph, "
+                        "each with an unprofiled twin")
+        profiles = run(paths, plan)
         profiled = [ProfiledConfig(active, p.node_ms, p.node_op, p.overhead_ms, p.wall_ms, p.plain_wall_ms)
                     for active, p in zip(actives, profiles)]
         graph = fit_graph_costs(profiled, table.layer_ms, table.full_widths(), table.full_ms, plan.timed_inferences)
@@ -413,6 +425,8 @@ def table_key(source_sha256: str, search_space: Mapping[str, Sequence[int]], bud
         "backend": budget.backend, "precision": budget.precision, "batch": budget.batch, "imgsz": budget.imgsz,
         "threads": budget.threads, "device": budget.device, "machine": budget.machine,
         **({"isa": isa if isa is not None else cpu_isa()} if budget.device == "cpu" else {}),
+        **({"graph": [GRAPH_PLAN.rounds, GRAPH_PLAN.warmup, list(UNIFORM_POSITIONS), RANDOM_CONFIGS]}
+           if budget.device in get_backend_class(budget.backend).profiles_nodes else {}),
         "rounds": [LAYER_ROUNDS, MODEL_ROUNDS], "version": TABLE_VERSION,
         "versions": versions_of(LATENCY_TABLE),
     }
