@@ -134,10 +134,9 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
     from fastnas_bench.host import machine_class
     from fastnas_bench.methods._lib.latency_table import (
         active_widths,
-        build_table,
         cached_table,
         conv_shapes,
-        in_graph_calibrator,
+        table_builder,
         table_key,
     )
     from fastnas_bench.methods._lib.search_space import searchable, subnet
@@ -185,8 +184,8 @@ def run_frontier(settings: FrontierSettings, out: Path, cache_dir: str | None = 
         keys = {b: table_key(source_id, choices, budget(b)) for b in table_backends}
 
         def build(backend: str) -> Callable[[], Any]:
-            calibrate = in_graph_calibrator(net, choices, budget(backend), Path(work) / f"{backend}-in-graph")
-            return lambda: build_table(shapes, budget(backend), probes[backend].reference_call, calibrate=calibrate)
+            return table_builder(shapes, budget(backend), probes[backend].reference_call, net, choices,
+                                 Path(work) / f"{backend}-in-graph")
 
         greedy_backend = table_backends[0] if table_backends else None
         plan_key = digest({"configs": settings.configs, "seed": settings.seed, "source": source_id, "choices": choices,

@@ -37,14 +37,7 @@ from fastnas_bench.compat.modelopt import hparam_choices
 from fastnas_bench.errors import BadInputError
 from fastnas_bench.measure.probe import LatencyProbe
 from fastnas_bench.methods._lib.greedy import greedy_select
-from fastnas_bench.methods._lib.latency_table import (
-    active_widths,
-    build_table,
-    cached_table,
-    conv_shapes,
-    in_graph_calibrator,
-    table_key,
-)
+from fastnas_bench.methods._lib.latency_table import active_widths, cached_table, conv_shapes, table_builder, table_key
 from fastnas_bench.methods._lib.search_space import searchable, subnet
 from fastnas_bench.methods.base import PruneContext, PruneMethod
 from fastnas_bench.methods.fastnas import CALIB_BATCHES, sensitivity_map
@@ -91,10 +84,9 @@ class LatencyAwareFastNAS(PruneMethod):
         space = {name: sorted(hparam_choices(hparams[name])) for name in loss}
         shapes = conv_shapes(net, hparams, budget.imgsz, budget.batch)
         key = table_key(ctx.source_sha256, space, budget)
-        calibrate = in_graph_calibrator(net, {h: hparam_choices(hp) for h, hp in hparams.items()}, budget,
-                                        ctx.work_dir / "latency-in-graph")
-        table = cached_table(ArtifactCache(ctx.cache_root), key,
-                             lambda: build_table(shapes, budget, probe.reference_call, calibrate=calibrate))
+        table = cached_table(ArtifactCache(ctx.cache_root), key, table_builder(
+            shapes, budget, probe.reference_call, net, {h: hparam_choices(hp) for h, hp in hparams.items()},
+            ctx.work_dir / "latency-in-graph"))
 
         def cost_ms(widths: dict[str, int]) -> float:
             return table.cost_ms(active_widths(net, widths, list(shapes)))

@@ -355,6 +355,15 @@ def build_table(shapes: Mapping[str, ConvShape], budget: LatencyBudget, full_mod
     return replace(table, build_seconds=round(time.perf_counter() - started, 1))
 
 
+def table_builder(shapes: Mapping[str, ConvShape], budget: LatencyBudget, full_model: Callable[[], None], net: Any,
+                  choices: Mapping[str, Sequence[int]], work_dir: Path) -> Callable[[], LatencyTable]:
+    """How a table of search-space ``net`` is measured for ``budget`` (for :func:`cached_table`): its layers
+    timed alone, then calibrated in the whole graph where the backend profiles it per node (see
+    :func:`in_graph_calibrator`; ``work_dir`` holds that calibration's exports)."""
+    calibrate = in_graph_calibrator(net, choices, budget, work_dir)
+    return lambda: build_table(shapes, budget, full_model, calibrate=calibrate)
+
+
 def in_graph_calibrator(net: Any, choices: Mapping[str, Sequence[int]], budget: LatencyBudget, work_dir: Path,
                         export: Callable[[Any, Path, int, int], Path] | None = None,
                         profile: Callable[[Sequence[Path], NodePlan], list[ModelProfile]] | None = None,
